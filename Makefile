@@ -1,0 +1,70 @@
+# otelcol-authz: learn service-to-service authorization from traffic, publish OPA bundles.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+# Pinned tool versions; tools are built once into a cache shared by every checkout.
+OCB_VERSION ?= v0.162.0
+OPA_VERSION ?= v1.22.2
+TOOLS ?= $(HOME)/.cache/otelcol-authz/bin
+OCB := $(TOOLS)/builder-$(OCB_VERSION)
+OPA := $(TOOLS)/opa-$(OPA_VERSION)
+export OTELCOL_AUTHZ_OPA := $(OPA)
+
+GO_PACKAGES := ./...
+DIST := bin/otelcol-authz
+
+.PHONY: build test unit e2e demo bench lint fmt generate tools clean
+
+$(OCB):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+	mv $(TOOLS)/builder $@
+
+$(OPA):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+	mv $(TOOLS)/opa $@
+
+tools: $(OCB) $(OPA)
+
+# The custom collector distribution, built by ocb from builder-config.yaml.
+build: $(DIST)
+$(DIST): $(OCB) builder-config.yaml go.mod go.sum $(shell find exporter -name '*.go' -o -name '*.rego' -o -name '*.yaml')
+	$(OCB) --config builder-config.yaml
+	@mkdir -p bin
+	cp _build/otelcol-authz $@
+
+# All tests: unit, golden, decision, config, lifecycle (with -race), then
+# end-to-end against the built distribution.
+test: unit e2e
+
+unit: $(OPA)
+	go vet $(GO_PACKAGES)
+	go test -race -count=1 $(GO_PACKAGES)
+	$(MAKE) --no-print-directory lint-rego
+
+e2e: $(DIST) $(OPA)
+	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) go test -count=1 -tags e2e -run E2E -v ./test/e2e/
+
+# Builds the distribution, starts it, replays the sample Pixie spans and
+# shows the bundle and a few decisions.
+demo: $(DIST) $(OPA)
+	./deploy/demo.sh $(abspath $(DIST)) $(OPA)
+
+bench:
+	go test -run '^$$' -bench . -benchmem -count 6 ./exporter/... | tee bench.txt
+
+lint: lint-rego
+	go vet $(GO_PACKAGES)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# The policy every bundle carries must pass the strictest checks OPA has.
+lint-rego: $(OPA)
+	$(OPA) check --strict --v1-compatible exporter/authzpolicyexporter/internal/render/policy.rego
+	@test -z "$$($(OPA) fmt -l exporter/authzpolicyexporter/internal/render/policy.rego)" || { echo "policy.rego is not opa fmt-stable"; exit 1; }
+
+generate:
+	go generate ./...
+
+clean:
+	rm -rf _build bin

@@ -1,0 +1,81 @@
+package authzpolicyexporter
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+
+	custom := createDefaultConfig().(*Config)
+	custom.FlushInterval = 10 * time.Second
+	custom.Window = 24 * time.Hour
+	custom.MaxEntries = 5000
+	custom.SkipStatusCodes = []int{401, 403, 407}
+	custom.Output = OutputConfig{URL: "file:///var/lib/otelcol-authz", UnpackedDir: "/srv/policy-review"}
+	custom.Routes = RoutesConfig{
+		Templates:            []string{"/users/{id}", "/orders/{order:id}/items/{item:int}"},
+		CardinalityThreshold: 20,
+		MaxPathLength:        1024,
+		MaxSegments:          16,
+	}
+	custom.Attributes = AttributesConfig{
+		XFCC:           []string{"envoy.xfcc"},
+		RequestHeaders: []string{},
+		XFCCBy:         []string{},
+		XFCCURI:        []string{},
+		Method:         []string{"http.request.method"},
+		Path:           []string{"url.path"},
+		URL:            []string{},
+		Route:          []string{"http.route"},
+		StatusCode:     []string{"http.response.status_code"},
+	}
+
+	tests := []struct {
+		id      component.ID
+		want    *Config
+		wantErr string
+	}{
+		{id: component.NewID(metadata.Type), want: createDefaultConfig().(*Config)},
+		{id: component.NewIDWithName(metadata.Type, "custom"), want: custom},
+		{id: component.NewIDWithName(metadata.Type, "bad_interval"), wantErr: "flush_interval must be positive"},
+		{id: component.NewIDWithName(metadata.Type, "bad_scheme"), wantErr: `output::url: scheme "ftp" is not supported`},
+		{id: component.NewIDWithName(metadata.Type, "bad_template"), wantErr: "routes::templates"},
+		{id: component.NewIDWithName(metadata.Type, "bad_threshold"), wantErr: "routes::cardinality_threshold"},
+		{id: component.NewIDWithName(metadata.Type, "half_pair"), wantErr: "xfcc_by and xfcc_uri go together"},
+		{id: component.NewIDWithName(metadata.Type, "unknown_key"), wantErr: "flush_every"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id.String(), func(t *testing.T) {
+			cfg := createDefaultConfig()
+			sub, err := cm.Sub(tt.id.String())
+			require.NoError(t, err)
+			err = sub.Unmarshal(cfg)
+			if err == nil {
+				err = confmap.Validate(cfg)
+			}
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg)
+		})
+	}
+}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	require.NoError(t, confmap.Validate(createDefaultConfig()))
+}

@@ -1,0 +1,209 @@
+package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+)
+
+type authzExporter struct {
+	cfg       *Config
+	logger    *zap.Logger
+	telemetry *metadata.TelemetryBuilder
+	extract   *extractor
+	agg       *aggregate.Aggregate
+	publisher *publish.Dir
+	now       func() time.Time
+
+	// learnedAny is set by the first learned span: until then an empty
+	// aggregate means "nothing seen yet", and publishing it would replace
+	// a good bundle with one that denies everything.
+	learnedAny atomic.Bool
+	// skipped counts skips by reason since the last flush, for its log line.
+	skipped [numReasons]atomic.Int64
+
+	flushMu      sync.Mutex
+	lastRevision string
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
+	x, err := newExtractor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := cfg.Output.dir()
+	if err != nil {
+		return nil, err
+	}
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return &authzExporter{
+		cfg:       cfg,
+		logger:    set.Logger,
+		telemetry: tb,
+		extract:   x,
+		agg:       aggregate.New(cfg.MaxEntries),
+		publisher: publish.NewDir(dir, cfg.Output.UnpackedDir),
+		now:       time.Now,
+	}, nil
+}
+
+func (e *authzExporter) start(context.Context, component.Host) error {
+	e.stop = make(chan struct{})
+	e.done = make(chan struct{})
+	go e.loop()
+	return nil
+}
+
+func (e *authzExporter) loop() {
+	defer close(e.done)
+	t := time.NewTicker(e.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.FlushInterval)
+			_ = e.flush(ctx) // logged and counted inside
+			cancel()
+		}
+	}
+}
+
+// shutdown stops the periodic flush and publishes once more, so what was
+// learned since the last tick is not lost.
+func (e *authzExporter) shutdown(ctx context.Context) error {
+	if e.stop != nil {
+		close(e.stop)
+		<-e.done
+		e.stop = nil
+	}
+	err := e.flush(ctx)
+	e.telemetry.Shutdown()
+	return err
+}
+
+func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) error {
+	now := e.now()
+	var counts [numReasons]int64
+	obs := make([]aggregate.Record, 0, td.SpanCount())
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		res := rs.Resource().Attributes()
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				rec, why := e.extract.observe(res, spans.At(k), now)
+				counts[why]++
+				if why == learned {
+					obs = append(obs, rec)
+				}
+			}
+		}
+	}
+	if dropped := e.agg.Observe(obs); dropped > 0 {
+		counts[learned] -= int64(dropped)
+		counts[reasonAggregateFull] += int64(dropped)
+	}
+	if counts[learned] > 0 {
+		e.learnedAny.Store(true)
+		e.telemetry.AuthzPolicySpansLearned.Add(ctx, counts[learned])
+	}
+	for r := learned + 1; r < numReasons; r++ {
+		if counts[r] > 0 {
+			e.skipped[r].Add(counts[r])
+			e.telemetry.AuthzPolicySpansSkipped.Add(ctx, counts[r], metric.WithAttributes(attribute.String("reason", r.String())))
+		}
+	}
+	return nil
+}
+
+// flush forgets expired access, renders the aggregate and publishes it when
+// its revision changed. A bundle that fails to render or compile is never
+// published: the last good one stays in place.
+func (e *authzExporter) flush(ctx context.Context) error {
+	e.flushMu.Lock()
+	defer e.flushMu.Unlock()
+
+	e.logSkips()
+	expired := e.agg.Expire(e.now().Add(-e.cfg.Window))
+	entries := e.agg.Len()
+	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
+	if entries == 0 && !e.learnedAny.Load() {
+		e.logger.Debug("Nothing learned yet; keeping the published bundle")
+		return nil
+	}
+
+	b, err := render.Render(ctx, e.agg.Snapshot(), render.Options{CardinalityThreshold: e.cfg.Routes.CardinalityThreshold})
+	if err != nil {
+		e.publishOutcome(ctx, "failed")
+		e.logger.Error("Rendering the bundle failed; the last published bundle stays", zap.Error(err))
+		return fmt.Errorf("render: %w", err)
+	}
+	e.telemetry.AuthzPolicyRules.Record(ctx, int64(b.Rules))
+	if b.Skipped > 0 {
+		e.logger.Warn("Aggregate entries could not be rendered and were left out", zap.Int("entries", b.Skipped))
+	}
+	if b.Revision == e.lastRevision {
+		e.publishOutcome(ctx, "unchanged")
+		return nil
+	}
+	changed, err := e.publisher.Publish(b)
+	if err != nil {
+		e.publishOutcome(ctx, "failed")
+		e.logger.Error("Publishing the bundle failed", zap.String("revision", b.Revision), zap.Error(err))
+		return fmt.Errorf("publish: %w", err)
+	}
+	e.lastRevision = b.Revision
+	if !changed {
+		e.publishOutcome(ctx, "unchanged")
+		return nil
+	}
+	e.publishOutcome(ctx, "published")
+	e.logger.Info("Published policy bundle",
+		zap.String("revision", b.Revision),
+		zap.Int("rules", b.Rules),
+		zap.Int("entries", entries),
+		zap.Int("expired", expired))
+	return nil
+}
+
+func (e *authzExporter) publishOutcome(ctx context.Context, outcome string) {
+	e.telemetry.AuthzPolicyPublishes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+}
+
+// logSkips logs one line per flush with the spans skipped since the last,
+// by reason: enough to notice a misconfiguration without a line per span.
+func (e *authzExporter) logSkips() {
+	var fields []zap.Field
+	for r := learned + 1; r < numReasons; r++ {
+		if n := e.skipped[r].Swap(0); n > 0 {
+			fields = append(fields, zap.Int64(r.String(), n))
+		}
+	}
+	if len(fields) > 0 {
+		e.logger.Info("Spans skipped since the last flush", fields...)
+	}
+}

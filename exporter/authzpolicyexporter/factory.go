@@ -1,0 +1,71 @@
+//go:generate sh -c "go -C ../../internal/tools tool mdatagen $(pwd)/metadata.yaml"
+
+// Package authzpolicyexporter learns service-to-service authorization from
+// HTTP spans and publishes it as an OPA bundle for OPA-Envoy.
+package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
+)
+
+// NewFactory returns the factory for the authz_policy exporter.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		exporter.WithTraces(createTraces, metadata.TracesStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		FlushInterval:   30 * time.Second,
+		Window:          168 * time.Hour,
+		MaxEntries:      100_000,
+		SkipStatusCodes: []int{401, 403},
+		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz"},
+		Routes: RoutesConfig{
+			CardinalityThreshold: 10,
+			MaxPathLength:        2048,
+			MaxSegments:          32,
+		},
+		Attributes: AttributesConfig{
+			XFCC:           []string{"http.request.header.x-forwarded-client-cert"},
+			RequestHeaders: []string{"http.req_headers"},
+			XFCCBy:         []string{"http.xfcc_by"},
+			XFCCURI:        []string{"http.xfcc_uri"},
+			Method:         []string{"http.request.method", "http.method"},
+			Path:           []string{"url.path", "http.target"},
+			URL:            []string{"url.full", "http.url"},
+			Route:          []string{"http.route"},
+			StatusCode:     []string{"http.response.status_code", "http.status_code"},
+		},
+	}
+}
+
+func createTraces(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Traces, error) {
+	e, err := newExporter(cfg.(*Config), set)
+	if err != nil {
+		return nil, err
+	}
+	return exporterhelper.NewTraces(ctx, set, cfg, e.consumeTraces,
+		exporterhelper.WithStart(e.start),
+		exporterhelper.WithShutdown(e.shutdown),
+		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
+		// Ingest is an in-memory update that cannot fail transiently:
+		// no queue, no retry, no timeout.
+		exporterhelper.WithQueue(configoptional.None[exporterhelper.QueueBatchConfig]()),
+		exporterhelper.WithRetry(configretry.BackOffConfig{Enabled: false}),
+		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{Timeout: 0}),
+	)
+}

@@ -1,0 +1,126 @@
+// Package aggregate keeps the rolling set of observed accesses: who called
+// whom, with which method, on which route, and when.
+package aggregate
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Key identifies one learned access. Route is the canonical route form.
+type Key struct {
+	Destination string
+	Source      string
+	Method      string
+	Route       string
+}
+
+// Stats is the evidence for a key. Count is informational: spans re-sent by
+// Pixie raise it but never change which keys exist.
+type Stats struct {
+	Count     uint64
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// Record is a key with its evidence.
+type Record struct {
+	Key
+	Stats
+}
+
+// Aggregate is safe for concurrent use.
+type Aggregate struct {
+	maxEntries int
+
+	mu      sync.Mutex
+	entries map[Key]*Stats
+	dropped uint64
+}
+
+// New returns an empty aggregate that holds at most maxEntries keys.
+func New(maxEntries int) *Aggregate {
+	return &Aggregate{maxEntries: maxEntries, entries: map[Key]*Stats{}}
+}
+
+// Observe records accesses. A new key is refused when the aggregate is full;
+// the return value counts refusals.
+func (a *Aggregate) Observe(obs []Record) (dropped int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range obs {
+		o := &obs[i]
+		if s, ok := a.entries[o.Key]; ok {
+			s.Count += max(o.Count, 1)
+			if o.LastSeen.After(s.LastSeen) {
+				s.LastSeen = o.LastSeen
+			}
+			if o.FirstSeen.Before(s.FirstSeen) {
+				s.FirstSeen = o.FirstSeen
+			}
+			continue
+		}
+		if len(a.entries) >= a.maxEntries {
+			dropped++
+			continue
+		}
+		// Clone so a map key never pins the span batch it came from.
+		k := Key{
+			Destination: strings.Clone(o.Destination),
+			Source:      strings.Clone(o.Source),
+			Method:      strings.Clone(o.Method),
+			Route:       strings.Clone(o.Route),
+		}
+		st := o.Stats
+		st.Count = max(st.Count, 1)
+		a.entries[k] = &st
+	}
+	a.dropped += uint64(dropped)
+	return dropped
+}
+
+// Expire forgets keys last seen before cutoff and returns how many.
+func (a *Aggregate) Expire(cutoff time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for k, s := range a.entries {
+		if s.LastSeen.Before(cutoff) {
+			delete(a.entries, k)
+			n++
+		}
+	}
+	return n
+}
+
+// Len returns the number of keys.
+func (a *Aggregate) Len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.entries)
+}
+
+// Snapshot returns every record, sorted by key.
+func (a *Aggregate) Snapshot() []Record {
+	a.mu.Lock()
+	out := make([]Record, 0, len(a.entries))
+	for k, s := range a.entries {
+		out = append(out, Record{Key: k, Stats: *s})
+	}
+	a.mu.Unlock()
+	slices.SortFunc(out, func(x, y Record) int { return CompareKeys(x.Key, y.Key) })
+	return out
+}
+
+// CompareKeys orders keys by destination, source, method and route.
+func CompareKeys(x, y Key) int {
+	return cmp.Or(
+		strings.Compare(x.Destination, y.Destination),
+		strings.Compare(x.Source, y.Source),
+		strings.Compare(x.Method, y.Method),
+		strings.Compare(x.Route, y.Route),
+	)
+}

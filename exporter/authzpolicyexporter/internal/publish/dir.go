@@ -1,0 +1,140 @@
+// Package publish writes rendered bundles where OPA can load them.
+package publish
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+)
+
+// BundleName is the object every output holds.
+const BundleName = "bundle.tar.gz"
+
+// Dir publishes to a local directory. Every file is replaced atomically, so
+// OPA never reads a half-written bundle.
+type Dir struct {
+	dir         string
+	unpackedDir string
+}
+
+// NewDir returns a publisher writing dir/bundle.tar.gz and, when
+// unpackedDir is set, the bundle's files unpacked below it.
+func NewDir(dir, unpackedDir string) *Dir {
+	return &Dir{dir: dir, unpackedDir: unpackedDir}
+}
+
+// Publish writes b. It reports false, and writes nothing, when the bundle
+// in place already has the same bytes.
+func (d *Dir) Publish(b *render.Bundle) (changed bool, err error) {
+	if d.unpackedDir != "" {
+		if err := writeUnpacked(d.unpackedDir, b.Files); err != nil {
+			return false, fmt.Errorf("unpacked bundle: %w", err)
+		}
+	}
+	return writeIfChanged(filepath.Join(d.dir, BundleName), b.Tarball)
+}
+
+// writeUnpacked makes dir hold exactly the bundle's files: new and changed
+// files are replaced one by one, then data files of destinations that are
+// gone are removed. The manifest, which carries the revision, goes last.
+func writeUnpacked(dir string, files map[string][]byte) error {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	slices.SortStableFunc(names, func(a, b string) int {
+		// .manifest last
+		return boolInt(a == ".manifest") - boolInt(b == ".manifest")
+	})
+	for _, name := range names {
+		if _, err := writeIfChanged(filepath.Join(dir, filepath.FromSlash(name)), files[name]); err != nil {
+			return err
+		}
+	}
+	grants := filepath.Join(dir, filepath.FromSlash(render.Root), "grants")
+	var stale []string
+	err := filepath.WalkDir(grants, func(p string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if !e.IsDir() && e.Name() == "data.json" && files[filepath.ToSlash(rel)] == nil {
+			stale = append(stale, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		// Remove directories left empty, up to grants/.
+		for parent := filepath.Dir(p); strings.HasPrefix(parent, grants+string(filepath.Separator)); parent = filepath.Dir(parent) {
+			if os.Remove(parent) != nil {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// writeIfChanged atomically replaces path with content unless it already
+// holds exactly that.
+func writeIfChanged(path string, content []byte) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
+		return false, nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name()) // no-op once renamed
+	if _, err := tmp.Write(content); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return false, err
+	}
+	// Make the rename itself durable.
+	if f, err := os.Open(dir); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	return true, nil
+}

@@ -1,0 +1,212 @@
+// Package render turns the aggregate into an OPA bundle: a fixed Rego v1
+// policy plus the learned grants as data, laid out for keyed lookups.
+package render
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+)
+
+// Policy is the Rego module every bundle carries, unchanged.
+//
+//go:embed policy.rego
+var Policy []byte
+
+const (
+	// Root is the bundle's only root; OPA-Envoy's default decision is
+	// data.envoy.authz.allow.
+	Root       = "envoy/authz"
+	policyPath = Root + "/policy.rego"
+	grantsPath = Root + "/grants"
+	// callersKey holds a destination's callers. It cannot clash with a
+	// SPIFFE path segment, which never contains '@'.
+	callersKey = "@callers"
+)
+
+// Options tune rendering.
+type Options struct {
+	// CardinalityThreshold is route.Generalize's threshold.
+	CardinalityThreshold int
+}
+
+// Bundle is a rendered policy.
+type Bundle struct {
+	// Revision is a hash of the content: the same aggregate gives the same
+	// revision and the same bytes.
+	Revision string
+	// Tarball is bundle.tar.gz as written by OPA's bundle package.
+	Tarball []byte
+	// Files is the same bundle unpacked, with one data.json per destination,
+	// for reviewing changes in version control. Paths are slash-separated.
+	Files map[string][]byte
+	// Rules counts (destination, source, method, route) grants after
+	// generalization; Skipped counts records that could not be rendered.
+	Rules, Skipped int
+}
+
+// grant is what the policy reads for one (destination, source, method).
+type grant struct {
+	Paths     map[string]bool    `json:"paths,omitempty"`
+	Templates map[string][][]any `json:"templates,omitempty"`
+}
+
+type wildcard struct {
+	Type string `json:"type"`
+}
+
+// Render builds, compiles and serializes the bundle for records, which need
+// not be sorted. A record with an invalid identity or route is skipped and
+// counted rather than failing the whole bundle.
+func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bundle, error) {
+	type group struct{ dst, src, method string }
+	routes := map[group][]route.Route{}
+	out := &Bundle{}
+	for _, r := range records {
+		rt, err := route.ParseKey(r.Route)
+		if err != nil || spiffeid.Validate(r.Destination) != nil || spiffeid.Validate(r.Source) != nil || !route.ValidMethod(r.Method) {
+			out.Skipped++
+			continue
+		}
+		g := group{r.Destination, r.Source, r.Method}
+		routes[g] = append(routes[g], rt)
+	}
+
+	// destination -> source -> method -> grant
+	byDst := map[string]map[string]map[string]*grant{}
+	for g, rs := range routes {
+		gr := &grant{}
+		for _, rt := range route.Generalize(rs, opts.CardinalityThreshold) {
+			out.Rules++
+			if !rt.HasWildcard() {
+				if gr.Paths == nil {
+					gr.Paths = map[string]bool{}
+				}
+				gr.Paths[rt.String()] = true
+				continue
+			}
+			if gr.Templates == nil {
+				gr.Templates = map[string][][]any{}
+			}
+			n := strconv.Itoa(len(rt))
+			gr.Templates[n] = append(gr.Templates[n], templateJSON(rt))
+		}
+		if byDst[g.dst] == nil {
+			byDst[g.dst] = map[string]map[string]*grant{}
+		}
+		if byDst[g.dst][g.src] == nil {
+			byDst[g.dst][g.src] = map[string]*grant{}
+		}
+		byDst[g.dst][g.src][g.method] = gr
+	}
+
+	// The data tree, and one review file per destination.
+	grants := map[string]any{}
+	out.Files = map[string][]byte{}
+	dsts := make([]string, 0, len(byDst))
+	for d := range byDst {
+		dsts = append(dsts, d)
+	}
+	slices.Sort(dsts)
+	for _, d := range dsts {
+		segs := spiffeid.Segments(d)
+		node := grants
+		for _, s := range segs {
+			next, ok := node[s].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				node[s] = next
+			}
+			node = next
+		}
+		node[callersKey] = byDst[d]
+		file, err := json.MarshalIndent(map[string]any{callersKey: byDst[d]}, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		out.Files[path.Join(append([]string{grantsPath}, segs...)...)+"/data.json"] = append(file, '\n')
+	}
+	data := map[string]any{"envoy": map[string]any{"authz": map[string]any{"grants": grants}}}
+
+	canonical, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.New()
+	sum.Write(Policy)
+	sum.Write([]byte{0})
+	sum.Write(canonical)
+	out.Revision = hex.EncodeToString(sum.Sum(nil)[:16])
+
+	b, err := assemble(out.Revision, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := compile(ctx, b); err != nil {
+		return nil, fmt.Errorf("rendered bundle does not compile: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
+		return nil, err
+	}
+	out.Tarball = buf.Bytes()
+	manifest, err := json.MarshalIndent(b.Manifest, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	out.Files[bundle.ManifestExt] = append(manifest, '\n')
+	out.Files[policyPath] = Policy
+	return out, nil
+}
+
+func templateJSON(rt route.Route) []any {
+	segs := make([]any, len(rt))
+	for i, s := range rt {
+		if s.Wild != 0 {
+			segs[i] = wildcard{Type: s.Wild.String()}
+		} else {
+			segs[i] = s.Lit
+		}
+	}
+	return segs
+}
+
+func assemble(revision string, data map[string]any) (*bundle.Bundle, error) {
+	module, err := ast.ParseModuleWithOpts(policyPath, string(Policy), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+	if err != nil {
+		return nil, err
+	}
+	regoVersion := 1
+	roots := []string{Root}
+	return &bundle.Bundle{
+		Manifest: bundle.Manifest{Revision: revision, Roots: &roots, RegoVersion: &regoVersion},
+		Data:     data,
+		Modules:  []bundle.ModuleFile{{URL: "/" + policyPath, Path: "/" + policyPath, Raw: Policy, Parsed: module}},
+	}, nil
+}
+
+// compile loads the bundle into a fresh OPA and prepares the decision, which
+// type-checks the policy against the data it will see.
+func compile(ctx context.Context, b *bundle.Bundle) error {
+	_, err := rego.New(
+		rego.Query("data.envoy.authz.allow"),
+		rego.ParsedBundle("authz", b),
+		rego.SetRegoVersion(ast.RegoV1),
+	).PrepareForEval(ctx)
+	return err
+}

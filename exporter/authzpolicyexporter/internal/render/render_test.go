@@ -1,0 +1,212 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/opatest"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	frontend = "spiffe://example.org/ns/bank/sa/frontend"
+	balances = "spiffe://example.org/ns/bank/sa/balances"
+	payments = "spiffe://example.org/ns/bank/sa/payments"
+	ledger   = "spiffe://example.org/ns/bank/sa/ledger"
+)
+
+func rec(dst, src, method, rt string) aggregate.Record {
+	t := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	return aggregate.Record{
+		Key:   aggregate.Key{Destination: dst, Source: src, Method: method, Route: rt},
+		Stats: aggregate.Stats{Count: 1, FirstSeen: t, LastSeen: t},
+	}
+}
+
+// bank is a small aggregate exercising literals, typed wildcards and nesting.
+func bank() []aggregate.Record {
+	return []aggregate.Record{
+		rec(balances, frontend, "GET", "/balances/{int}"),
+		rec(balances, frontend, "GET", "/balances/summary"),
+		rec(balances, frontend, "GET", "/balances/balance_1"),
+		rec(balances, frontend, "GET", "/"),
+		rec(payments, frontend, "POST", "/payments"),
+		rec(payments, frontend, "GET", "/payments/{uuid}"),
+		rec(payments, frontend, "GET", "/payments/{hex}/status"),
+		rec(ledger, payments, "POST", "/ledger/entries"),
+		rec(ledger, payments, "GET", "/ledger/accounts/{int}"),
+		rec(ledger+"/replica", payments, "GET", "/ledger/accounts/{int}"),
+	}
+}
+
+func mustRender(t testing.TB, records []aggregate.Record) *Bundle {
+	t.Helper()
+	b, err := Render(context.Background(), records, Options{CardinalityThreshold: 10})
+	require.NoError(t, err)
+	return b
+}
+
+func TestRenderIsDeterministic(t *testing.T) {
+	want := mustRender(t, bank())
+	for i := 0; i < 5; i++ {
+		shuffled := slices.Clone(bank())
+		rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		got := mustRender(t, shuffled)
+		assert.Equal(t, want.Revision, got.Revision)
+		assert.True(t, bytes.Equal(want.Tarball, got.Tarball), "tarball bytes differ")
+		assert.Equal(t, want.Files, got.Files)
+	}
+	other := mustRender(t, append(bank(), rec(balances, payments, "GET", "/balances/summary")))
+	assert.NotEqual(t, want.Revision, other.Revision)
+}
+
+// TestRenderGolden pins the unpacked bundle; run with -update after a
+// deliberate change and review the diff.
+func TestRenderGolden(t *testing.T) {
+	b := mustRender(t, bank())
+	dir := filepath.Join("..", "..", "..", "..", "testdata", "golden", "bank")
+	if *update {
+		require.NoError(t, os.RemoveAll(dir))
+		for name, content := range b.Files {
+			p := filepath.Join(dir, filepath.FromSlash(name))
+			require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+			require.NoError(t, os.WriteFile(p, content, 0o644))
+		}
+	}
+	got := map[string]string{}
+	for name, content := range b.Files {
+		got[name] = string(content)
+	}
+	want := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		content, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		want[filepath.ToSlash(rel)] = string(content)
+		return err
+	}))
+	assert.Equal(t, want, got)
+	assert.Equal(t, 10, b.Rules)
+}
+
+// The tarball and the unpacked files are the same bundle.
+func TestTarballMatchesFiles(t *testing.T) {
+	b := mustRender(t, bank())
+	loaded, err := bundle.NewReader(bytes.NewReader(b.Tarball)).Read()
+	require.NoError(t, err)
+	assert.Equal(t, b.Revision, loaded.Manifest.Revision)
+	assert.Equal(t, []string{Root}, *loaded.Manifest.Roots)
+	require.Len(t, loaded.Modules, 1)
+	assert.Equal(t, string(Policy), string(loaded.Modules[0].Raw))
+}
+
+func TestRenderSkipsInvalidRecords(t *testing.T) {
+	b := mustRender(t, append(bank(),
+		rec("spiffe://Example.org/x", frontend, "GET", "/a"),
+		rec(balances, "not-spiffe", "GET", "/a"),
+		rec(balances, frontend, "get", "/a"),
+		rec(balances, frontend, "GET", "/a/{nosuchtype}"),
+		rec(balances, frontend, "GET", "a"),
+	))
+	assert.Equal(t, 5, b.Skipped)
+	assert.Equal(t, mustRender(t, bank()).Revision, b.Revision)
+}
+
+func TestEmptyAggregateDeniesEverything(t *testing.T) {
+	b := mustRender(t, nil)
+	assert.False(t, opatest.Load(t, b.Tarball).Allowed(request{Destination: balances, Source: frontend, Method: "GET", Path: "/"}))
+}
+
+// The policy's wildcard patterns are the ones the exporter learns with.
+func TestPolicyPatternsMatchRoute(t *testing.T) {
+	module, err := ast.ParseModuleWithOpts("policy.rego", string(Policy), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	require.NoError(t, err)
+	var found bool
+	for _, r := range module.Rules {
+		if r.Head.Name.String() != "wildcard_patterns" {
+			continue
+		}
+		found = true
+		got := map[string]string{}
+		require.NoError(t, ast.As(r.Head.Value.Value, &got))
+		assert.Equal(t, route.Patterns, got)
+	}
+	assert.True(t, found)
+}
+
+type request = opatest.Request
+
+func TestDecisions(t *testing.T) {
+	policy := opatest.Load(t, mustRender(t, bank()).Tarball)
+	evil := "spiffe://evil.org/ns/bank/sa/frontend"
+	tests := []struct {
+		name  string
+		req   request
+		allow bool
+	}{
+		{"observed literal", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/summary"}, true},
+		{"observed root", request{Destination: balances, Source: frontend, Method: "GET", Path: "/"}, true},
+		{"observed int wildcard", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/42"}, true},
+		{"query ignored", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/42?limit=1&x=/admin"}, true},
+		{"fragment ignored", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/summary#x"}, true},
+		{"uuid wildcard", request{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/0b5e2c3a-1d4f-4e6a-9b8c-7d6e5f4a3b2c"}, true},
+		{"hex wildcard", request{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/9f3b2c1d7e/status"}, true},
+		{"nested destination", request{Destination: ledger + "/replica", Source: payments, Method: "GET", Path: "/ledger/accounts/7"}, true},
+		{"principals", request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: balances, Method: "GET", Path: "/balances/summary"}, true},
+		{"istio header", request{Header: "By=" + balances + ";Hash=abc;Subject=\"\";URI=" + frontend, Method: "GET", Path: "/balances/1"}, true},
+		{"quoted subject with commas", request{Header: "By=" + balances + ";Subject=\"CN=x,O=y;By=" + evil + "\";URI=" + frontend, Method: "GET", Path: "/balances/1"}, true},
+		{"append-forward chain", request{Header: "By=spiffe://example.org/ns/edge/sa/ingress;URI=spiffe://example.org/ns/bank/sa/curl,By=" + balances + ";URI=" + frontend, Method: "GET", Path: "/balances/1"}, true},
+		{"lower-case keys and quoted uri", request{Header: "by=" + balances + ";uri=\"" + frontend + "\"", Method: "GET", Path: "/balances/1"}, true},
+		{"legacy SAN key", request{Header: "By=" + balances + ";SAN=" + frontend, Method: "GET", Path: "/balances/1"}, true},
+
+		{"other caller", request{Destination: balances, Source: payments, Method: "GET", Path: "/balances/summary"}, false},
+		{"other callee", request{Destination: payments, Source: frontend, Method: "GET", Path: "/balances/summary"}, false},
+		{"other method", request{Destination: balances, Source: frontend, Method: "DELETE", Path: "/balances/summary"}, false},
+		{"lower-case method", request{Destination: balances, Source: frontend, Method: "get", Path: "/balances/summary"}, false},
+		{"sibling literal", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/balance_10"}, false},
+		{"longer literal", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/balance_1/x"}, false},
+		{"trailing slash", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/summary/"}, false},
+		{"longer wildcard", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/42/admin"}, false},
+		{"wrong wildcard type", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/admin"}, false},
+		{"dot segment", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/../balances/summary"}, false},
+		{"dot-dot in wildcard slot", request{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/../status"}, false},
+		{"encoded dot-dot", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/%2e%2e"}, false},
+		{"no leading slash", request{Destination: balances, Source: frontend, Method: "GET", Path: "balances/summary"}, false},
+		{"double slash", request{Destination: balances, Source: frontend, Method: "GET", Path: "//balances/summary"}, false},
+		{"foreign trust domain", request{Destination: balances, Source: evil, Method: "GET", Path: "/balances/summary"}, false},
+		{"foreign trust domain callee", request{Destination: "spiffe://evil.org/ns/bank/sa/balances", Source: frontend, Method: "GET", Path: "/balances/summary"}, false},
+		{"suffix of trust domain", request{Destination: balances, Source: "spiffe://example.org.evil/ns/bank/sa/frontend", Method: "GET", Path: "/balances/summary"}, false},
+		{"spoofed header with principals", request{Destination: balances, Source: frontend, SourcePrincipal: payments, DestinationPrincipal: balances, Method: "GET", Path: "/balances/summary"}, false},
+		{"spoofed header with destination principal", request{Destination: balances, Source: frontend, DestinationPrincipal: ledger, Method: "GET", Path: "/balances/summary"}, false},
+		{"no identity", request{NoHeader: true, Method: "GET", Path: "/balances/summary"}, false},
+		{"earlier element only", request{Header: "By=" + balances + ";URI=" + frontend + ",By=" + balances + ";URI=" + payments, Method: "GET", Path: "/balances/summary"}, false},
+		{"malformed header", request{Header: "By=" + balances + ";URI=\"" + frontend, Method: "GET", Path: "/balances/summary"}, false},
+		{"ambiguous source", request{Header: "By=" + balances + ";URI=" + frontend + ";URI=" + payments, Method: "GET", Path: "/balances/summary"}, false},
+		{"source without spiffe scheme", request{Header: "By=" + balances + ";URI=example.org/ns/bank/sa/frontend", Method: "GET", Path: "/balances/summary"}, false},
+		{"callers key as identity", request{Destination: balances + "/@callers", Source: frontend, Method: "GET", Path: "/balances/summary"}, false},
+		{"trust domain only", request{Destination: "spiffe://example.org", Source: frontend, Method: "GET", Path: "/balances/summary"}, false},
+		{"empty path", request{Destination: balances, Source: frontend, Method: "GET", Path: ""}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.allow, policy.Allowed(tt.req))
+		})
+	}
+}

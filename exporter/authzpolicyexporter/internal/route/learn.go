@@ -1,0 +1,208 @@
+package route
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors a Learner returns, for counting skipped spans by reason.
+var (
+	ErrInvalidPath = errors.New("invalid path")
+	ErrTraversal   = errors.New("path has a dot segment")
+	ErrTooLong     = errors.New("path too long")
+)
+
+// pixieRedaction is what Pixie's PxL script writes in place of a run of six
+// or more hex digits.
+const pixieRedaction = "<id>"
+
+// Learner turns one observed path into a route.
+type Learner struct {
+	templates   []Route
+	maxLength   int
+	maxSegments int
+}
+
+// NewLearner returns a Learner. Operator templates win over everything else,
+// in the order given.
+func NewLearner(templates []string, maxLength, maxSegments int) (*Learner, error) {
+	l := &Learner{maxLength: maxLength, maxSegments: maxSegments}
+	for _, t := range templates {
+		r, err := ParseTemplate(t)
+		if err != nil {
+			return nil, err
+		}
+		l.templates = append(l.templates, r)
+	}
+	return l, nil
+}
+
+// Learn returns the route for a request path (query and fragment are
+// dropped). instrumented is the span's own route template (http.route), used
+// when it matches the path. Without a template, identifier-like segments
+// become typed wildcards and everything else stays literal.
+func (l *Learner) Learn(path, instrumented string) (Route, error) {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	if len(path) > l.maxLength {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(path), l.maxLength)
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("%w: does not start with /", ErrInvalidPath)
+	}
+	if n := strings.Count(path, "/"); n > l.maxSegments {
+		return nil, fmt.Errorf("%w: %d segments, limit %d", ErrTooLong, n, l.maxSegments)
+	}
+	segs := strings.Split(path[1:], "/")
+	for _, t := range l.templates {
+		if t.Match(segs) {
+			return t, nil
+		}
+	}
+	if instrumented != "" {
+		if r, ok := fromInstrumented(instrumented, segs); ok {
+			return r, nil
+		}
+	}
+	r := make(Route, len(segs))
+	for i, s := range segs {
+		if t, ok := identifier(i, s); ok {
+			r[i].Wild = t
+			continue
+		}
+		if err := checkLiteral(s); err != nil {
+			return nil, err
+		}
+		r[i].Lit = s
+	}
+	return r, nil
+}
+
+// fromInstrumented applies the span's http.route when it is a one-segment
+// template that matches the path. Its parameters take the narrowest type of
+// the observed value, so /users/{id} seen with numbers admits numbers.
+func fromInstrumented(tpl string, segs []string) (Route, bool) {
+	r, err := ParseTemplate(tpl)
+	if err != nil || !r.Match(segs) {
+		return nil, false
+	}
+	for i := range r {
+		if r[i].Wild != 0 {
+			r[i].Wild, _ = Classify(segs[i])
+		}
+	}
+	return r, true
+}
+
+// identifier reports whether segment s at position i looks like an
+// identifier, and of which type. The first segment and version- or
+// date-like segments are structure and stay literal.
+func identifier(i int, s string) (Type, bool) {
+	if i == 0 || s == "" || isStructural(s) {
+		return 0, false
+	}
+	if s == pixieRedaction {
+		return Hex, true
+	}
+	if strings.Contains(s, pixieRedaction) {
+		return Token, Token.Matches(strings.ReplaceAll(s, pixieRedaction, "0"))
+	}
+	t, ok := Classify(s)
+	if !ok {
+		return 0, false
+	}
+	switch t {
+	case Int, UUID:
+		return t, true
+	case Hex:
+		// Hex words such as "cafe" or "added" are names; hex with digits
+		// and letters, six or longer, is an identifier.
+		if len(s) >= 6 && some(s, isDigit) && some(s, isAlpha) {
+			return Hex, true
+		}
+	}
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			digits++
+		}
+	}
+	switch {
+	case len(s) >= 6 && digits >= 3:
+		return ID, true
+	case len(s) > 32 && t <= Token:
+		// Very long tokens are keys, hashes or encoded blobs.
+		return t, true
+	}
+	return 0, false
+}
+
+// isStructural reports segments that name API structure rather than data:
+// "api", versions such as v1 or v2beta1, and calendar dates.
+func isStructural(s string) bool {
+	if strings.EqualFold(s, "api") {
+		return true
+	}
+	if len(s) >= 2 && (s[0] == 'v' || s[0] == 'V') && isDigit(s[1]) {
+		rest := s[1:]
+		for len(rest) > 0 && isDigit(rest[0]) {
+			rest = rest[1:]
+		}
+		// v1, v2beta1, v1alpha
+		for len(rest) > 0 && 'a' <= rest[0] && rest[0] <= 'z' {
+			rest = rest[1:]
+		}
+		return all(rest, isDigit)
+	}
+	return isDate(s)
+}
+
+// isDate matches YYYY-MM-DD.
+func isDate(s string) bool {
+	return len(s) == 10 && s[4] == '-' && s[7] == '-' &&
+		all(s[:4], isDigit) && all(s[5:7], isDigit) && all(s[8:], isDigit)
+}
+
+// checkLiteral accepts a raw segment made of RFC 3986 path characters with
+// well-formed percent escapes, and refuses dot segments in any spelling
+// and escaped separators, which servers disagree about.
+func checkLiteral(s string) error {
+	decoded := make([]byte, 0, 8)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return fmt.Errorf("%w: malformed percent escape", ErrInvalidPath)
+			}
+			c = unhex(s[i+1])<<4 | unhex(s[i+2])
+			if c == '/' || c == '\\' || c < 0x20 || c == 0x7f {
+				return fmt.Errorf("%w: escaped separator or control character", ErrInvalidPath)
+			}
+			i += 2
+		case isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0:
+		default:
+			return fmt.Errorf("%w: character %q not allowed in a path", ErrInvalidPath, c)
+		}
+		if len(decoded) < 3 {
+			decoded = append(decoded, c)
+		}
+	}
+	if d := string(decoded); d == "." || d == ".." {
+		return ErrTraversal
+	}
+	return nil
+}
+
+func unhex(c byte) byte {
+	switch {
+	case isDigit(c):
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}

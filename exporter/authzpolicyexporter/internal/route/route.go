@@ -1,0 +1,149 @@
+package route
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Segment is one path segment of a route: a literal, or a wildcard of a type
+// that matches exactly one segment.
+type Segment struct {
+	Lit  string
+	Wild Type // zero for a literal
+}
+
+// Route is a path template. The first segment is the one after the leading
+// slash; "/" is the single empty literal.
+type Route []Segment
+
+// String is the canonical form, also the aggregate key: literals as sent,
+// wildcards as {type}. It is unambiguous because a literal never contains
+// a brace (see checkLiteral).
+func (r Route) String() string {
+	var b strings.Builder
+	for _, s := range r {
+		b.WriteByte('/')
+		if s.Wild != 0 {
+			b.WriteByte('{')
+			b.WriteString(s.Wild.String())
+			b.WriteByte('}')
+		} else {
+			b.WriteString(s.Lit)
+		}
+	}
+	return b.String()
+}
+
+// HasWildcard reports whether r matches more than one path.
+func (r Route) HasWildcard() bool {
+	for _, s := range r {
+		if s.Wild != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Match reports whether r admits the raw segments segs.
+func (r Route) Match(segs []string) bool {
+	if len(r) != len(segs) {
+		return false
+	}
+	for i, s := range r {
+		if s.Wild != 0 {
+			if !s.Wild.Matches(segs[i]) {
+				return false
+			}
+		} else if s.Lit != segs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseKey parses the canonical form written by Route.String.
+func ParseKey(key string) (Route, error) {
+	if !strings.HasPrefix(key, "/") {
+		return nil, errors.New("route must start with /")
+	}
+	parts := strings.Split(key[1:], "/")
+	r := make(Route, len(parts))
+	for i, p := range parts {
+		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
+			t, ok := ParseType(p[1 : len(p)-1])
+			if !ok {
+				return nil, fmt.Errorf("unknown wildcard type %q", p)
+			}
+			r[i].Wild = t
+			continue
+		}
+		if err := checkLiteral(p); err != nil {
+			return nil, err
+		}
+		r[i].Lit = p
+	}
+	return r, nil
+}
+
+// ParseTemplate parses an operator-given or instrumentation-given route
+// template such as /users/{id}, /users/{id:int} or /users/:id. A parameter
+// without a type admits any token. Multi-segment wildcards are refused: a
+// catch-all is never learned.
+func ParseTemplate(tpl string) (Route, error) {
+	if !strings.HasPrefix(tpl, "/") {
+		return nil, fmt.Errorf("template %q must start with /", truncate(tpl))
+	}
+	parts := strings.Split(tpl[1:], "/")
+	r := make(Route, len(parts))
+	for i, p := range parts {
+		switch {
+		case strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}"):
+			name, typ, hasType := strings.Cut(p[1:len(p)-1], ":")
+			if name == "" && !hasType || strings.HasSuffix(name, "...") || strings.ContainsAny(name, "*{}") {
+				return nil, fmt.Errorf("template %q: parameter %q must be {name} or {name:type}", truncate(tpl), p)
+			}
+			r[i].Wild = Token
+			if hasType {
+				t, ok := ParseType(typ)
+				if !ok {
+					return nil, fmt.Errorf("template %q: unknown type %q (want int, hex, uuid, id or token)", truncate(tpl), typ)
+				}
+				r[i].Wild = t
+			}
+		case strings.HasPrefix(p, ":") && len(p) > 1:
+			r[i].Wild = Token
+		case strings.Contains(p, "*"):
+			return nil, fmt.Errorf("template %q: wildcards are written {name}; %q is not allowed", truncate(tpl), p)
+		default:
+			if err := checkLiteral(p); err != nil {
+				return nil, fmt.Errorf("template %q: %w", truncate(tpl), err)
+			}
+			r[i].Lit = p
+		}
+	}
+	return r, nil
+}
+
+func truncate(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
+// ValidMethod accepts an HTTP method: an upper-case token of at most 32
+// bytes. Envoy hands the method to the policy as sent, so lower-case
+// spellings are refused rather than folded.
+func ValidMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; (c < 'A' || c > 'Z') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
