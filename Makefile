@@ -38,10 +38,8 @@ $(DIST): $(OCB) builder-config.yaml go.mod go.sum $(shell find exporter -name '*
 # end-to-end against the built distribution.
 test: unit e2e
 
-unit: $(OPA)
-	go vet $(GO_PACKAGES)
+unit: lint
 	go test -race -count=1 $(GO_PACKAGES)
-	$(MAKE) --no-print-directory lint-rego
 
 e2e: $(DIST) $(OPA)
 	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) go test -count=1 -tags e2e -run E2E -v ./test/e2e/
@@ -56,12 +54,14 @@ bench:
 
 lint: lint-rego
 	go vet $(GO_PACKAGES)
+	go vet -tags e2e ./test/...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 # The policy every bundle carries must pass the strictest checks OPA has.
+REGO := exporter/authzpolicyexporter/internal/render/policy.rego deploy/demo/rules.rego
 lint-rego: $(OPA)
-	$(OPA) check --strict --v1-compatible exporter/authzpolicyexporter/internal/render/policy.rego
-	@test -z "$$($(OPA) fmt -l exporter/authzpolicyexporter/internal/render/policy.rego)" || { echo "policy.rego is not opa fmt-stable"; exit 1; }
+	$(OPA) check --strict $(REGO)
+	@test -z "$$($(OPA) fmt -l $(REGO))" || { echo "not opa fmt-stable: $$($(OPA) fmt -l $(REGO))"; exit 1; }
 
 generate:
 	go generate ./...

@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
-	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/opatest"
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 )
 
@@ -26,7 +26,7 @@ const (
 	payments = "spiffe://example.org/ns/bank/sa/payments"
 )
 
-func newTestExporter(t *testing.T, mutate func(*Config)) (*authzExporter, string) {
+func newTestExporter(t testing.TB, mutate func(*Config)) (*authzExporter, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := createDefaultConfig().(*Config)
@@ -59,7 +59,7 @@ func loadSpans(t *testing.T, name string) (ptrace.Traces, time.Time) {
 	return td, last.AsTime().Add(time.Minute)
 }
 
-func readBundle(t *testing.T, dir string) *opatest.Policy {
+func readBundle(t testing.TB, dir string) *opatest.Policy {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dir, publish.BundleName))
 	require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
-	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/opatest"
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
 
