@@ -38,8 +38,12 @@ $(DIST): $(OCB) builder-config.yaml go.mod go.sum $(shell find exporter -name '*
 # end-to-end against the built distribution.
 test: unit e2e
 
+# The learning-quality measurement evaluates thousands of decisions with OPA:
+# it runs without the race detector, everything else with it.
+QUALITY := ./exporter/authzpolicyexporter/internal/quality/
 unit: lint
-	go test -race -count=1 $(GO_PACKAGES)
+	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
+	go test -count=1 -v -run LearningQuality $(QUALITY)
 
 e2e: $(DIST) $(OPA)
 	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) go test -count=1 -tags e2e -run E2E -v ./test/e2e/

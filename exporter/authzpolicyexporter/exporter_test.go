@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
-	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
 const (

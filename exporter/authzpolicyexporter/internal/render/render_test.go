@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
-	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -165,7 +165,7 @@ func TestDecisions(t *testing.T) {
 		{"observed root", request{Destination: balances, Source: frontend, Method: "GET", Path: "/"}, true},
 		{"observed int wildcard", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/42"}, true},
 		{"query ignored", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/42?limit=1&x=/admin"}, true},
-		{"fragment ignored", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/summary#x"}, true},
+		{"raw fragment", request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/summary#x"}, false},
 		{"uuid wildcard", request{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/0b5e2c3a-1d4f-4e6a-9b8c-7d6e5f4a3b2c"}, true},
 		{"hex wildcard", request{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/9f3b2c1d7e/status"}, true},
 		{"nested destination", request{Destination: ledger + "/replica", Source: payments, Method: "GET", Path: "/ledger/accounts/7"}, true},

@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -58,7 +59,7 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	segs := strings.Split(path[1:], "/")
 	for _, t := range l.templates {
 		if t.Match(segs) {
-			return t, nil
+			return slices.Clone(t), nil
 		}
 	}
 	if instrumented != "" {
@@ -82,15 +83,20 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 
 // fromInstrumented applies the span's http.route when it is a one-segment
 // template that matches the path. Its parameters take the narrowest type of
-// the observed value, so /users/{id} seen with numbers admits numbers.
+// the observed value, so /users/{id} seen with numbers admits numbers. A
+// route whose first segment is a parameter is ignored: instrumentation
+// may not widen the first segment, which the heuristics keep literal.
 func fromInstrumented(tpl string, segs []string) (Route, bool) {
 	r, err := ParseTemplate(tpl)
-	if err != nil || !r.Match(segs) {
+	if err != nil || !r.Match(segs) || r[0].Wild != 0 {
 		return nil, false
 	}
 	for i := range r {
-		if r[i].Wild != 0 {
-			r[i].Wild, _ = Classify(segs[i])
+		// Narrow to the value's type only when that type lies within the
+		// declared one: Hex is the narrowest type of "abc1" but is not
+		// within ID.
+		if t, ok := Classify(segs[i]); r[i].Wild != 0 && ok && Join(t, r[i].Wild) == r[i].Wild {
+			r[i].Wild = t
 		}
 	}
 	return r, true
@@ -100,7 +106,7 @@ func fromInstrumented(tpl string, segs []string) (Route, bool) {
 // identifier, and of which type. The first segment and version- or
 // date-like segments are structure and stay literal.
 func identifier(i int, s string) (Type, bool) {
-	if i == 0 || s == "" || isStructural(s) {
+	if i == 0 || s == "" || isStructural(s) || isDate(s) {
 		return 0, false
 	}
 	if s == pixieRedaction {
@@ -123,14 +129,18 @@ func identifier(i int, s string) (Type, bool) {
 			return Hex, true
 		}
 	}
-	digits := 0
+	digits, letters := 0, 0
 	for i := 0; i < len(s); i++ {
-		if isDigit(s[i]) {
+		switch {
+		case isDigit(s[i]):
 			digits++
+		case isAlpha(s[i]):
+			letters++
 		}
 	}
 	switch {
-	case len(s) >= 6 && digits >= 3:
+	case len(s) >= 6 && digits >= 3 && digits > letters:
+		// Mostly digits: ord-2024-000123, acct12345; not sha256 or x86_64.
 		return ID, true
 	case len(s) > 32 && t <= Token:
 		// Very long tokens are keys, hashes or encoded blobs.
@@ -140,7 +150,7 @@ func identifier(i int, s string) (Type, bool) {
 }
 
 // isStructural reports segments that name API structure rather than data:
-// "api", versions such as v1 or v2beta1, and calendar dates.
+// "api" and versions such as v1 or v2beta1. They are never generalized.
 func isStructural(s string) bool {
 	if strings.EqualFold(s, "api") {
 		return true
@@ -156,10 +166,12 @@ func isStructural(s string) bool {
 		}
 		return all(rest, isDigit)
 	}
-	return isDate(s)
+	return false
 }
 
-// isDate matches YYYY-MM-DD.
+// isDate matches YYYY-MM-DD. A single date stays literal (/reports/2024-01-15
+// may be a fixed resource), but many dates after one parent are data and
+// the cardinality backstop generalizes them.
 func isDate(s string) bool {
 	return len(s) == 10 && s[4] == '-' && s[7] == '-' &&
 		all(s[:4], isDigit) && all(s[5:7], isDigit) && all(s[8:], isDigit)
@@ -178,8 +190,10 @@ func checkLiteral(s string) error {
 				return fmt.Errorf("%w: malformed percent escape", ErrInvalidPath)
 			}
 			c = unhex(s[i+1])<<4 | unhex(s[i+2])
-			if c == '/' || c == '\\' || c < 0x20 || c == 0x7f {
-				return fmt.Errorf("%w: escaped separator or control character", ErrInvalidPath)
+			// An escaped '%' invites a second decoding (%252e%252e) in a
+			// backend; separators and controls are ambiguous once decoded.
+			if c == '/' || c == '\\' || c == '%' || c < 0x20 || c == 0x7f {
+				return fmt.Errorf("%w: escaped separator, percent or control character", ErrInvalidPath)
 			}
 			i += 2
 		case isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0:

@@ -112,6 +112,12 @@ func ParseTemplate(tpl string) (Route, error) {
 				r[i].Wild = t
 			}
 		case strings.HasPrefix(p, ":") && len(p) > 1:
+			// path-to-regexp modifiers and patterns (:p*, :p+, :p?, :p(.*))
+			// may span several segments or none: only a plain name is a
+			// one-segment parameter.
+			if !all(p[1:], isWord) {
+				return nil, fmt.Errorf("template %q: parameter %q must be :name", truncate(tpl), p)
+			}
 			r[i].Wild = Token
 		case strings.Contains(p, "*"):
 			return nil, fmt.Errorf("template %q: wildcards are written {name}; %q is not allowed", truncate(tpl), p)
@@ -124,6 +130,8 @@ func ParseTemplate(tpl string) (Route, error) {
 	}
 	return r, nil
 }
+
+func isWord(c byte) bool { return isDigit(c) || isAlpha(c) || c == '_' }
 
 func truncate(s string) string {
 	const max = 64

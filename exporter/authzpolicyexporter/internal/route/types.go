@@ -15,7 +15,7 @@ type Type uint8
 // The wildcard types, narrowest first.
 const (
 	Int   Type = iota + 1 // decimal digits
-	Hex                   // hexadecimal digits
+	Hex                   // hexadecimal digits, at least one of them decimal
 	UUID                  // canonical 8-4-4-4-12 UUID
 	ID                    // token with at least one digit
 	Token                 // any segment of unreserved characters but "." and ".."
@@ -45,7 +45,7 @@ func ParseType(s string) (Type, bool) {
 // matchers below are tested against them.
 var Patterns = map[string]string{
 	"int":   `^[0-9]+$`,
-	"hex":   `^[0-9a-fA-F]+$`,
+	"hex":   `^[0-9a-fA-F]*[0-9][0-9a-fA-F]*$`,
 	"uuid":  `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`,
 	"id":    `^[A-Za-z0-9._~-]*[0-9][A-Za-z0-9._~-]*$`,
 	"token": `^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)$`,
@@ -71,7 +71,9 @@ func (t Type) Matches(s string) bool {
 	case Int:
 		return all(s, isDigit)
 	case Hex:
-		return all(s, isHex)
+		// A digit is required so that a hex slot never admits words
+		// such as "added" or "cafe".
+		return all(s, isHex) && some(s, isDigit)
 	case UUID:
 		return isUUID(s)
 	case ID:
@@ -94,18 +96,16 @@ func Classify(s string) (Type, bool) {
 }
 
 // Join returns the narrowest type that admits everything a and b admit.
+// Int, Hex, ID and Token form a chain, each within the next; a UUID need
+// not contain a digit, so it only meets the others in Token.
 func Join(a, b Type) Type {
 	switch {
 	case a == b:
 		return a
-	case a > b:
-		a, b = b, a
+	case a == UUID || b == UUID:
+		return Token
 	}
-	// Int is contained in Hex and in ID; every other pair only meets in Token.
-	if a == Int && (b == Hex || b == ID) {
-		return b
-	}
-	return Token
+	return max(a, b)
 }
 
 func all(s string, f func(byte) bool) bool {

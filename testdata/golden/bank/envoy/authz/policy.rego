@@ -37,8 +37,9 @@ spiffe_id := `^spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*$`
 
 id_path(id) := split(trim_prefix(id, "spiffe://"), "/") if regex.match(spiffe_id, id)
 
-# The request path without query or fragment, split as the exporter splits it.
-request_path := split(split(input.attributes.request.http.path, "?")[0], "#")[0]
+# The request path without its query, split as the exporter splits it. A
+# fragment is never sent; a raw "#" matches no learned segment.
+request_path := split(input.attributes.request.http.path, "?")[0]
 
 segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
 
@@ -49,7 +50,7 @@ segment_matches(want, got) if regex.match(wildcard_patterns[want.type], got)
 # What each wildcard type admits; each matches exactly one segment.
 wildcard_patterns := {
 	"int": `^[0-9]+$`,
-	"hex": `^[0-9a-fA-F]+$`,
+	"hex": `^[0-9a-fA-F]*[0-9][0-9a-fA-F]*$`,
 	"uuid": `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`,
 	"id": `^[A-Za-z0-9._~-]*[0-9][A-Za-z0-9._~-]*$`,
 	"token": `^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)$`,
@@ -62,31 +63,27 @@ xfcc := input.attributes.request.http.headers["x-forwarded-client-cert"]
 
 xfcc_grammar := `^[A-Za-z]+=(?:"(?:[^"\\]|\\.)*"|[^,;"]*)(?:[ \t]*[,;][ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\.)*"|[^,;"]*))*$`
 
-xfcc_tokens := regex.find_n(`[A-Za-z]+=(?:"(?:[^"\\]|\\.)*"|[^,;"]*)|,`, xfcc, -1) if regex.match(xfcc_grammar, xfcc)
+xfcc_pairs := regex.find_all_string_submatch_n(`([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^,;"]*)|,`, xfcc, -1) if regex.match(xfcc_grammar, xfcc)
 
-xfcc_commas := [i | some i, token in xfcc_tokens; token == ","]
+# Index of the current hop's first pair: after the last element separator.
+xfcc_current := i + 1 if {
+	commas := [j | some j, pair in xfcc_pairs; pair[0] == ","]
+	count(commas) > 0
+	i := max(commas)
+} else := 0
 
-xfcc_current := array.slice(xfcc_tokens, xfcc_commas[count(xfcc_commas) - 1] + 1, count(xfcc_tokens)) if {
-	count(xfcc_commas) > 0
-} else := xfcc_tokens
+xfcc_keys := {"by": "by", "uri": "uri", "san": "uri"}
 
-xfcc_keys := {"by": {"by"}, "uri": {"uri", "san"}}
-
-# The one SPIFFE ID under a key of the current hop; none or several is no identity.
-xfcc_identity(key) := id if {
-	ids := {value |
-		some pair in xfcc_current
-		name := lower(substring(pair, 0, indexof(pair, "=")))
-		name in xfcc_keys[key]
-		value := unquote(trim_space(substring(pair, indexof(pair, "=") + 1, -1)))
-		startswith(value, "spiffe://")
-	}
-	count(ids) == 1
-	some id in ids
+# The SPIFFE IDs of the current hop, by key ("by" or "uri").
+xfcc_ids[key] contains id if {
+	some pair in array.slice(xfcc_pairs, xfcc_current, count(xfcc_pairs))
+	key := xfcc_keys[lower(pair[1])]
+	id := trim(pair[2], "\" \t")
+	startswith(id, "spiffe://")
 }
 
-unquote(value) := substring(value, 1, count(value) - 2) if {
-	startswith(value, `"`)
-	endswith(value, `"`)
-	count(value) >= 2
-} else := value
+# Exactly one identity under a key; none or several is no identity.
+xfcc_identity(key) := id if {
+	count(xfcc_ids[key]) == 1
+	some id in xfcc_ids[key]
+}
