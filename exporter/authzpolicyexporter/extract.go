@@ -1,7 +1,6 @@
 package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
 
 import (
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/headerjson"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/xfcc"
@@ -24,6 +24,7 @@ const (
 	learned reason = iota
 	reasonNoIdentity
 	reasonMalformedXFCC
+	reasonMalformedHeaders
 	reasonInvalidIdentity
 	reasonAmbiguousIdentity
 	reasonNoMethod
@@ -42,6 +43,7 @@ var reasonNames = [numReasons]string{
 	learned:                 "learned",
 	reasonNoIdentity:        "no_identity",
 	reasonMalformedXFCC:     "malformed_xfcc",
+	reasonMalformedHeaders:  "malformed_headers",
 	reasonInvalidIdentity:   "invalid_identity",
 	reasonAmbiguousIdentity: "ambiguous_identity",
 	reasonNoMethod:          "no_method",
@@ -141,9 +143,9 @@ func (x *extractor) identities(attrs, res pcommon.Map) (dst, src string, why rea
 		return hop(headerValue(v))
 	}
 	if v, ok := lookup(x.attrs.RequestHeaders, attrs, res); ok {
-		h, found, err := headerFromJSON(valueString(v), xfccHeader)
+		h, found, err := headerjson.Find(valueString(v), xfccHeader)
 		if err != nil {
-			return "", "", reasonMalformedXFCC
+			return "", "", reasonMalformedHeaders
 		}
 		if found {
 			return hop(h)
@@ -242,32 +244,6 @@ func headerValue(v pcommon.Value) string {
 		parts = append(parts, valueString(s.At(i)))
 	}
 	return strings.Join(parts, ",")
-}
-
-// headerFromJSON finds a header, case-insensitively, in a JSON object of
-// headers whose values are strings or string arrays.
-func headerFromJSON(doc, name string) (string, bool, error) {
-	var headers map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(doc), &headers); err != nil {
-		return "", false, err
-	}
-	var values []string
-	for k, raw := range headers {
-		if !strings.EqualFold(k, name) {
-			continue
-		}
-		var one string
-		if err := json.Unmarshal(raw, &one); err == nil {
-			values = append(values, one)
-			continue
-		}
-		var many []string
-		if err := json.Unmarshal(raw, &many); err != nil {
-			return "", false, err
-		}
-		values = append(values, many...)
-	}
-	return strings.Join(values, ","), len(values) > 0, nil
 }
 
 // trimKey removes a case-insensitive "Key=" prefix.

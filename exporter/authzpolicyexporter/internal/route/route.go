@@ -22,6 +22,11 @@ type Route []Segment
 // a brace (see checkLiteral).
 func (r Route) String() string {
 	var b strings.Builder
+	n := 0
+	for _, s := range r {
+		n += len(s.Lit) + 8
+	}
+	b.Grow(n)
 	for _, s := range r {
 		b.WriteByte('/')
 		if s.Wild != 0 {

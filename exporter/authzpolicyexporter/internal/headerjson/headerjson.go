@@ -1,0 +1,228 @@
+// Package headerjson finds one header in a JSON object of request headers,
+// such as Pixie's http.req_headers, without decoding the whole object: the
+// exporter reads one header per span at high rates.
+package headerjson
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+)
+
+// ErrSyntax is returned for a document that is not a JSON object of
+// headers up to the point where the header was found.
+var ErrSyntax = errors.New("headerjson: malformed headers object")
+
+// Find returns the values of header name (matched case-insensitively) in
+// doc, a JSON object whose values are strings or arrays of strings. Repeated
+// headers are joined with ",", in document order, as HTTP joins them.
+// Scanning stops at the end of the object; text after it is ignored, but
+// anything malformed before it is an error, so a document truncated in the
+// middle of the object (Pixie cuts values at 8 KiB) is refused.
+func Find(doc, name string) (string, bool, error) {
+	s := scanner{doc: doc}
+	s.space()
+	if !s.consume('{') {
+		return "", false, ErrSyntax
+	}
+	var values []string
+	s.space()
+	if s.consume('}') {
+		return "", false, nil
+	}
+	for {
+		s.space()
+		key, ok := s.str()
+		if !ok {
+			return "", false, ErrSyntax
+		}
+		s.space()
+		if !s.consume(':') {
+			return "", false, ErrSyntax
+		}
+		s.space()
+		start := s.pos
+		if !s.skipValue(0) {
+			return "", false, ErrSyntax
+		}
+		if strings.EqualFold(key, name) {
+			v, err := headerValues(doc[start:s.pos])
+			if err != nil {
+				return "", false, err
+			}
+			values = append(values, v...)
+		}
+		s.space()
+		if s.consume('}') {
+			break
+		}
+		if !s.consume(',') {
+			return "", false, ErrSyntax
+		}
+	}
+	return strings.Join(values, ","), len(values) > 0, nil
+}
+
+// headerValues decodes a header's value: a string or an array of strings.
+func headerValues(raw string) ([]string, error) {
+	if v, ok := simpleString(raw); ok {
+		return []string{v}, nil
+	}
+	var one string
+	if err := json.Unmarshal([]byte(raw), &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal([]byte(raw), &many); err != nil {
+		return nil, ErrSyntax
+	}
+	return many, nil
+}
+
+type scanner struct {
+	doc string
+	pos int
+}
+
+func (s *scanner) space() {
+	for s.pos < len(s.doc) {
+		switch s.doc[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) consume(c byte) bool {
+	if s.pos < len(s.doc) && s.doc[s.pos] == c {
+		s.pos++
+		return true
+	}
+	return false
+}
+
+// str reads a JSON string and returns its decoded value.
+func (s *scanner) str() (string, bool) {
+	start := s.pos
+	if !s.skipString() {
+		return "", false
+	}
+	raw := s.doc[start:s.pos]
+	if !strings.Contains(raw, `\`) {
+		return raw[1 : len(raw)-1], true
+	}
+	var v string
+	if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		return "", false
+	}
+	return v, true
+}
+
+func (s *scanner) skipString() bool {
+	if !s.consume('"') {
+		return false
+	}
+	for s.pos < len(s.doc) {
+		switch c := s.doc[s.pos]; {
+		case c == '"':
+			s.pos++
+			return true
+		case c == '\\':
+			s.pos += 2
+		case c < 0x20:
+			return false
+		default:
+			s.pos++
+		}
+	}
+	return false
+}
+
+// maxDepth bounds nesting so that a hostile document cannot recurse deeply.
+const maxDepth = 32
+
+// skipValue moves past one JSON value. Strings are checked closely, since
+// they carry the header; other scalars only loosely, since they are skipped.
+func (s *scanner) skipValue(depth int) bool {
+	if s.pos >= len(s.doc) || depth > maxDepth {
+		return false
+	}
+	switch s.doc[s.pos] {
+	case '"':
+		return s.skipString()
+	case '{', '[':
+		open := s.doc[s.pos]
+		closing := byte('}')
+		if open == '[' {
+			closing = ']'
+		}
+		s.pos++
+		s.space()
+		if s.consume(closing) {
+			return true
+		}
+		for {
+			s.space()
+			if open == '{' {
+				if !s.skipString() {
+					return false
+				}
+				s.space()
+				if !s.consume(':') {
+					return false
+				}
+				s.space()
+			}
+			if !s.skipValue(depth + 1) {
+				return false
+			}
+			s.space()
+			if s.consume(closing) {
+				return true
+			}
+			if !s.consume(',') {
+				return false
+			}
+		}
+	default:
+		start := s.pos
+		for s.pos < len(s.doc) && strings.IndexByte(",}] \t\n\r", s.doc[s.pos]) < 0 {
+			s.pos++
+		}
+		return s.pos > start
+	}
+}
+
+// simpleString decodes a JSON string whose only escapes are \" \\ and \/,
+// the common case for XFCC headers (Subject=""), without encoding/json.
+func simpleString(raw string) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	if strings.IndexByte(body, '\\') < 0 {
+		return body, true
+	}
+	var b strings.Builder
+	b.Grow(len(body))
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 >= len(body) {
+			return "", false
+		}
+		i++
+		switch body[i] {
+		case '"', '\\', '/':
+			b.WriteByte(body[i])
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
