@@ -8,6 +8,8 @@ OPA_VERSION ?= v1.22.2
 TOOLS ?= $(HOME)/.cache/otelcol-authz/bin
 OCB := $(TOOLS)/builder-$(OCB_VERSION)
 OPA := $(TOOLS)/opa-$(OPA_VERSION)
+BENCHSTAT_VERSION ?= v0.0.0-20260908200009-22c9c6c9d4da
+BENCHSTAT := $(TOOLS)/benchstat-$(BENCHSTAT_VERSION)
 export OTELCOL_AUTHZ_OPA := $(OPA)
 
 GO_PACKAGES := ./...
@@ -25,7 +27,12 @@ $(OPA):
 	GOBIN=$(TOOLS) go install github.com/open-policy-agent/opa@$(OPA_VERSION)
 	mv $(TOOLS)/opa $@
 
-tools: $(OCB) $(OPA)
+$(BENCHSTAT):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+	mv $(TOOLS)/benchstat $@
+
+tools: $(OCB) $(OPA) $(BENCHSTAT)
 
 # The custom collector distribution, built by ocb from builder-config.yaml.
 build: $(DIST)
@@ -53,8 +60,11 @@ e2e: $(DIST) $(OPA)
 demo: $(DIST) $(OPA)
 	./deploy/demo.sh $(abspath $(DIST)) $(OPA)
 
-bench:
-	go test -run '^$$' -bench . -benchmem -count 6 ./exporter/... | tee bench.txt
+# Ingest (ns/span, allocs/span), parsers, and decision latency of the
+# generated policy; six runs each, summarized by benchstat.
+bench: $(BENCHSTAT)
+	go test -run '^$$' -bench . -benchmem -count 6 ./exporter/... > bench.txt
+	$(BENCHSTAT) bench.txt
 
 lint: lint-rego
 	go vet $(GO_PACKAGES)

@@ -17,6 +17,9 @@ import (
 // BundleName is the object every output holds.
 const BundleName = "bundle.tar.gz"
 
+// manifestName is the unpacked bundle's manifest, which carries the revision.
+const manifestName = ".manifest"
+
 // Dir publishes to a local directory. Every file is replaced atomically, so
 // OPA never reads a half-written bundle.
 type Dir struct {
@@ -50,11 +53,10 @@ func writeUnpacked(dir string, files map[string][]byte) error {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	slices.SortStableFunc(names, func(a, b string) int {
-		// .manifest last
-		return boolInt(a == ".manifest") - boolInt(b == ".manifest")
-	})
 	for _, name := range names {
+		if name == manifestName {
+			continue // written last, below
+		}
 		if _, err := writeIfChanged(filepath.Join(dir, filepath.FromSlash(name)), files[name]); err != nil {
 			return err
 		}
@@ -69,7 +71,7 @@ func writeUnpacked(dir string, files map[string][]byte) error {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !e.IsDir() && e.Name() == "data.json" && files[filepath.ToSlash(rel)] == nil {
+		if _, keep := files[filepath.ToSlash(rel)]; !e.IsDir() && e.Name() == "data.json" && !keep {
 			stale = append(stale, p)
 		}
 		return nil
@@ -88,14 +90,14 @@ func writeUnpacked(dir string, files map[string][]byte) error {
 			}
 		}
 	}
-	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
+	// Only now that the data files are exactly the bundle's does the
+	// manifest name its revision.
+	if manifest, ok := files[manifestName]; ok {
+		if _, err := writeIfChanged(filepath.Join(dir, manifestName), manifest); err != nil {
+			return err
+		}
 	}
-	return 0
+	return nil
 }
 
 // writeIfChanged atomically replaces path with content unless it already

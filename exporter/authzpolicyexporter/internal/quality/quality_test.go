@@ -5,7 +5,6 @@
 package quality
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -20,13 +19,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
 // The exporter's defaults (factory.go).
@@ -363,36 +361,9 @@ func (q request) dst() string { return q.e.dst.id("example.org") }
 // ---------------------------------------------------------------------------
 // Decisions.
 
-func input(dst, src, method, path string) map[string]any {
-	return map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
-		"method":  method,
-		"path":    path,
-		"headers": map[string]any{"x-forwarded-client-cert": "By=" + dst + ";URI=" + src},
-	}}}}
-}
-
-func prepare(tb testing.TB, b *render.Bundle) rego.PreparedEvalQuery {
-	tb.Helper()
-	loaded, err := bundle.NewReader(bytes.NewReader(b.Tarball)).Read()
-	require.NoError(tb, err)
-	pq, err := rego.New(rego.Query("data.envoy.authz.allow"), rego.ParsedBundle("authz", &loaded)).PrepareForEval(context.Background())
-	require.NoError(tb, err)
-	return pq
-}
-
-func decide(tb testing.TB, pq rego.PreparedEvalQuery, in map[string]any) bool {
-	rs, err := pq.Eval(context.Background(), rego.EvalInput(in))
-	if err != nil {
-		tb.Fatalf("eval: %v", err)
-	}
-	if len(rs) != 1 {
-		tb.Fatalf("want one result, got %d", len(rs))
-	}
-	allowed, ok := rs[0].Expressions[0].Value.(bool)
-	if !ok {
-		tb.Fatalf("decision is not a boolean: %v", rs[0].Expressions[0].Value)
-	}
-	return allowed
+// input is a request as opa-envoy-plugin hands it to the policy.
+func input(dst, src, method, path string) opatest.Request {
+	return opatest.Request{Header: "By=" + dst + ";URI=" + src, Method: method, Path: path}
 }
 
 // ---------------------------------------------------------------------------
@@ -593,7 +564,7 @@ func TestLearningQuality(t *testing.T) {
 	require.NoError(t, err)
 	renderTime := time.Since(renderStart)
 	require.Zero(t, b.Skipped)
-	pq := prepare(t, b)
+	pq := opatest.Load(t, b.Tarball)
 
 	// What the policy holds per (destination, source, method), for diagnosis.
 	learned := map[groupKey][]route.Route{}
@@ -624,7 +595,7 @@ func TestLearningQuality(t *testing.T) {
 		evaluated++
 		st := seen[seenKey{q.e, q.tpl}]
 		st.heldN++
-		if decide(t, pq, input(q.dst(), q.src(), q.tpl.method, q.path)) {
+		if pq.Allowed(input(q.dst(), q.src(), q.tpl.method, q.path)) {
 			allowed++
 			st.heldAllowed++
 		} else {
@@ -653,7 +624,7 @@ func TestLearningQuality(t *testing.T) {
 			}
 			s.total++
 			nProbes++
-			if decide(t, pq, input(p.dst, p.src, p.method, p.path)) {
+			if pq.Allowed(input(p.dst, p.src, p.method, p.path)) {
 				s.allowed++
 				leaks = append(leaks, p)
 			}
@@ -921,25 +892,25 @@ func BenchmarkDecision(b *testing.B) {
 		bd, err := render.Render(context.Background(), recs, render.Options{CardinalityThreshold: threshold})
 		require.NoError(b, err)
 		require.Equal(b, n*25, bd.Rules)
-		pq := prepare(b, bd)
+		pq := opatest.Load(b, bd.Tarball)
 		// A destination in the middle, its third caller.
 		d := n / 2
 		dst := fmt.Sprintf("spiffe://example.org/ns/ns%02d/sa/svc%04d", d%20, d)
 		src := fmt.Sprintf("spiffe://example.org/ns/ns%02d/sa/svc%04d", (n+d*5+3)%20, n+d*5+3)
 		allow := input(dst, src, "GET", "/api/v1/items/7741/detail")
 		deny := input(dst, src, "GET", "/api/v1/items/7741/admin")
-		require.True(b, decide(b, pq, allow))
-		require.False(b, decide(b, pq, deny))
+		require.True(b, pq.Allowed(allow))
+		require.False(b, pq.Allowed(deny))
 		b.Run("dst="+strconv.Itoa(n), func(b *testing.B) {
 			for _, c := range []struct {
 				name string
-				in   map[string]any
+				in   opatest.Request
 				want bool
 			}{{"allow", allow, true}, {"deny", deny, false}} {
 				b.Run(c.name, func(b *testing.B) {
 					b.ReportAllocs()
 					for b.Loop() {
-						if decide(b, pq, c.in) != c.want {
+						if pq.Allowed(c.in) != c.want {
 							b.Fatal("wrong decision")
 						}
 					}
