@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"go.opentelemetry.io/collector/confmap"
@@ -23,7 +24,8 @@ type Config struct {
 	// counted.
 	MaxEntries int `mapstructure:"max_entries"`
 	// SkipStatusCodes are responses whose requests are never learned:
-	// traffic that was refused must not become allowed.
+	// traffic that was refused must not become allowed, and probes for
+	// routes that do not exist (404, 405) must not become policy.
 	SkipStatusCodes []int `mapstructure:"skip_status_codes"`
 
 	Output     OutputConfig     `mapstructure:"output"`
@@ -101,8 +103,17 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("skip_status_codes: %d is not an HTTP status code", c))
 		}
 	}
-	if _, err := cfg.Output.dir(); err != nil {
+	dir, err := cfg.Output.dir()
+	if err != nil {
 		errs = append(errs, err)
+	}
+	if u := cfg.Output.UnpackedDir; u != "" {
+		switch {
+		case !filepath.IsAbs(u):
+			errs = append(errs, fmt.Errorf("output::unpacked_dir: %q must be an absolute path", u))
+		case filepath.Clean(u) == filepath.Clean(dir):
+			errs = append(errs, errors.New("output::unpacked_dir must differ from the output directory"))
+		}
 	}
 	if _, err := route.NewLearner(cfg.Routes.Templates, cfg.Routes.MaxPathLength, cfg.Routes.MaxSegments); err != nil {
 		errs = append(errs, fmt.Errorf("routes::templates: %w", err))

@@ -54,6 +54,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_template"), wantErr: "routes::templates"},
 		{id: component.NewIDWithName(metadata.Type, "bad_threshold"), wantErr: "routes::cardinality_threshold"},
 		{id: component.NewIDWithName(metadata.Type, "half_pair"), wantErr: "xfcc_by and xfcc_uri go together"},
+		{id: component.NewIDWithName(metadata.Type, "relative_unpacked"), wantErr: "output::unpacked_dir"},
 		{id: component.NewIDWithName(metadata.Type, "unknown_key"), wantErr: "flush_every"},
 	}
 	for _, tt := range tests {

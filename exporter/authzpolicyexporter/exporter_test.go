@@ -104,6 +104,7 @@ func TestLearnsSampleSpans(t *testing.T) {
 				{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/admin/export"}, // no XFCC
 				{Destination: balances, Source: frontend, Method: "GET", Path: "/admin/config"},          // learned only via ..
 				{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/admin"},
+				{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/admin"},
 				{Destination: backend, Source: frontend, Method: "GET", Path: "/healthz/x"},
 				{Destination: backend, Source: "spiffe://evil.org/ns/bank/sa/frontend", Method: "GET", Path: "/healthz"},
 			}

@@ -33,6 +33,7 @@ const (
 	reasonInvalidPath
 	reasonPathTraversal
 	reasonPathTooLong
+	reasonRedactedPath
 	reasonDeniedStatus
 	reasonExpired
 	reasonAggregateFull
@@ -52,6 +53,7 @@ var reasonNames = [numReasons]string{
 	reasonInvalidPath:       "invalid_path",
 	reasonPathTraversal:     "path_traversal",
 	reasonPathTooLong:       "path_too_long",
+	reasonRedactedPath:      "redacted_path",
 	reasonDeniedStatus:      "denied_status",
 	reasonExpired:           "expired",
 	reasonAggregateFull:     "aggregate_full",
@@ -127,6 +129,8 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonPathTraversal
 	case errors.Is(err, route.ErrTooLong):
 		return aggregate.Record{}, reasonPathTooLong
+	case errors.Is(err, route.ErrRedacted):
+		return aggregate.Record{}, reasonRedactedPath
 	case err != nil:
 		return aggregate.Record{}, reasonInvalidPath
 	}

@@ -32,7 +32,7 @@ func createDefaultConfig() component.Config {
 		FlushInterval:   30 * time.Second,
 		Window:          168 * time.Hour,
 		MaxEntries:      100_000,
-		SkipStatusCodes: []int{401, 403},
+		SkipStatusCodes: []int{401, 403, 404, 405},
 		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz"},
 		Routes: RoutesConfig{
 			CardinalityThreshold: 10,

@@ -35,13 +35,20 @@ func NewDir(dir, unpackedDir string) *Dir {
 
 // Publish writes b. It reports false, and writes nothing, when the bundle
 // in place already has the same bytes.
+//
+// The bundle OPA enforces is written first: a failure to write the review
+// copy is reported but never holds back enforcement.
 func (d *Dir) Publish(b *render.Bundle) (changed bool, err error) {
+	changed, err = writeIfChanged(filepath.Join(d.dir, BundleName), b.Tarball)
+	if err != nil {
+		return false, err
+	}
 	if d.unpackedDir != "" {
 		if err := writeUnpacked(d.unpackedDir, b.Files); err != nil {
-			return false, fmt.Errorf("unpacked bundle: %w", err)
+			return changed, fmt.Errorf("unpacked bundle: %w", err)
 		}
 	}
-	return writeIfChanged(filepath.Join(d.dir, BundleName), b.Tarball)
+	return changed, nil
 }
 
 // writeUnpacked makes dir hold exactly the bundle's files: new and changed

@@ -324,9 +324,10 @@ func TestPublishUnwritable(t *testing.T) {
 	}
 }
 
-// TestPublishFailureKeepsPrevious checks that a publish failing in the
-// unpacked directory replaces neither the bundle nor the unpacked manifest.
-func TestPublishFailureKeepsPrevious(t *testing.T) {
+// TestUnpackedFailureDoesNotHoldBackEnforcement checks that a publish
+// failing in the unpacked (review) directory still publishes the bundle OPA
+// enforces, and leaves the unpacked manifest at the last complete revision.
+func TestUnpackedFailureDoesNotHoldBackEnforcement(t *testing.T) {
 	tests := []struct {
 		name     string
 		next     []string
@@ -367,10 +368,10 @@ func TestPublishFailureKeepsPrevious(t *testing.T) {
 			next := grants(t, tt.next...)
 			changed, err := d.Publish(next)
 			require.Error(t, err)
-			assert.False(t, changed)
+			assert.True(t, changed)
 			got, err := os.ReadFile(filepath.Join(out, BundleName))
 			require.NoError(t, err)
-			assert.True(t, bytes.Equal(prev.Tarball, got), "previous bundle replaced")
+			assert.True(t, bytes.Equal(next.Tarball, got), "the enforced bundle was held back")
 			if info, err := os.Stat(unpacked); err == nil && info.IsDir() {
 				rev, err := readRevision(unpacked)
 				require.NoError(t, err)

@@ -195,6 +195,8 @@ func TestDecisions(t *testing.T) {
 		{"suffix of trust domain", request{Destination: balances, Source: "spiffe://example.org.evil/ns/bank/sa/frontend", Method: "GET", Path: "/balances/summary"}, false},
 		{"spoofed header with principals", request{Destination: balances, Source: frontend, SourcePrincipal: payments, DestinationPrincipal: balances, Method: "GET", Path: "/balances/summary"}, false},
 		{"spoofed header with destination principal", request{Destination: balances, Source: frontend, DestinationPrincipal: ledger, Method: "GET", Path: "/balances/summary"}, false},
+		{"header source once mTLS was terminated", request{Destination: "spiffe://evil.org/x", Source: frontend, DestinationPrincipal: balances, Method: "GET", Path: "/balances/summary"}, false},
+		{"source with a backslash", request{Header: "By=" + balances + `;URI="spiffe://example.org/ns/bank/sa/fronten\\d"`, Method: "GET", Path: "/balances/summary"}, false},
 		{"no identity", request{NoHeader: true, Method: "GET", Path: "/balances/summary"}, false},
 		{"earlier element only", request{Header: "By=" + balances + ";URI=" + frontend + ",By=" + balances + ";URI=" + payments, Method: "GET", Path: "/balances/summary"}, false},
 		{"malformed header", request{Header: "By=" + balances + ";URI=\"" + frontend, Method: "GET", Path: "/balances/summary"}, false},

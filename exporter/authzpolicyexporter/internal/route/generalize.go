@@ -7,9 +7,10 @@ import (
 
 // Generalize is the cardinality backstop. Among the routes one caller used
 // on one callee with one method, a position where at least threshold
-// distinct literal values follow the same parent becomes a single wildcard
-// of the narrowest type that admits them all; what followed each value is
-// merged below it. The first segment and structural segments stay literal.
+// distinct literal values follow the same parent and precede the same
+// (generalized) rest of the route becomes a single wildcard of the narrowest
+// type that admits them all. The first segment and structural segments stay
+// literal.
 // A threshold below 2 turns the backstop off. The result is sorted and
 // free of duplicates, so the same input always gives the same output.
 func Generalize(routes []Route, threshold int) []Route {
@@ -22,7 +23,7 @@ func Generalize(routes []Route, threshold int) []Route {
 	}
 	var out []Route
 	root.walk(nil, &out)
-	slices.SortFunc(out, func(a, b Route) int { return strings.Compare(a.String(), b.String()) })
+	sortRoutes(out)
 	return out
 }
 
@@ -73,36 +74,120 @@ func (n *node) merge(o *node) {
 	}
 }
 
+// collapse works bottom-up. At a position with at least threshold
+// distinct literal values it first generalizes what follows them all
+// together (their merged subtrees), then counts, for each generalized
+// continuation, the values that were followed by it: a continuation seen
+// after at least threshold values is learned once under a wildcard and
+// removed from those values. Counting per continuation keeps one sensitive
+// route seen on one resource (/users/root/reset-password) from spreading
+// to every sibling that only shared a common route.
 func (n *node) collapse(depth, threshold int) {
-	if depth > 0 && len(n.lit) >= threshold {
-		var t Type
-		var values []string
-		for lit := range n.lit {
-			c, ok := Classify(lit)
-			if !ok || isStructural(lit) {
-				continue
-			}
-			values = append(values, lit)
-			if t == 0 {
-				t = c
-			} else {
-				t = Join(t, c)
-			}
-		}
-		if len(values) >= threshold {
-			merged := n.child(Segment{Wild: t})
-			for _, v := range values {
-				merged.merge(n.lit[v])
-				delete(n.lit, v)
-			}
-		}
-	}
 	for _, c := range n.lit {
 		c.collapse(depth+1, threshold)
 	}
 	for _, c := range n.wild {
 		c.collapse(depth+1, threshold)
 	}
+	if depth == 0 || len(n.lit) < threshold {
+		return
+	}
+	var values []string
+	merged := &node{}
+	for lit, c := range n.lit {
+		if _, ok := Classify(lit); ok && !isStructural(lit) {
+			values = append(values, lit)
+			merged.merge(c)
+		}
+	}
+	if len(values) < threshold {
+		return
+	}
+	merged.collapse(depth+1, threshold)
+	var general []Route
+	merged.walk(nil, &general)
+	sortRoutes(general)
+
+	// generalized continuation -> value -> its own continuations
+	groups := map[string]map[string][]Route{}
+	cover := map[string]Route{}
+	for _, v := range values {
+		var own []Route
+		n.lit[v].walk(nil, &own)
+		for _, sfx := range own {
+			// Generalizing only widens, so some route covers sfx.
+			i := slices.IndexFunc(general, func(g Route) bool { return covers(g, sfx) })
+			k := general[i].String()
+			cover[k] = general[i]
+			if groups[k] == nil {
+				groups[k] = map[string][]Route{}
+			}
+			groups[k][v] = append(groups[k][v], sfx)
+		}
+	}
+	for k, members := range groups {
+		if len(members) < threshold {
+			continue
+		}
+		var t Type
+		for v, own := range members {
+			c, _ := Classify(v)
+			if t == 0 {
+				t = c
+			} else {
+				t = Join(t, c)
+			}
+			for _, sfx := range own {
+				if child := n.lit[v]; child != nil && child.remove(sfx) {
+					delete(n.lit, v)
+				}
+			}
+		}
+		n.child(Segment{Wild: t}).insert(cover[k])
+	}
+}
+
+// covers reports whether route g admits every path route r admits.
+func covers(g, r Route) bool {
+	if len(g) != len(r) {
+		return false
+	}
+	for i := range g {
+		switch {
+		case g[i].Wild == 0:
+			if r[i].Wild != 0 || r[i].Lit != g[i].Lit {
+				return false
+			}
+		case r[i].Wild == 0:
+			if !g[i].Wild.Matches(r[i].Lit) {
+				return false
+			}
+		case Join(r[i].Wild, g[i].Wild) != g[i].Wild:
+			return false
+		}
+	}
+	return true
+}
+
+func sortRoutes(rs []Route) {
+	slices.SortFunc(rs, func(a, b Route) int { return strings.Compare(a.String(), b.String()) })
+}
+
+// remove deletes route r below n and reports whether n is left empty.
+func (n *node) remove(r Route) bool {
+	if len(r) == 0 {
+		n.end = false
+	} else {
+		s := r[0]
+		if s.Wild != 0 {
+			if c := n.wild[s.Wild]; c != nil && c.remove(r[1:]) {
+				delete(n.wild, s.Wild)
+			}
+		} else if c := n.lit[s.Lit]; c != nil && c.remove(r[1:]) {
+			delete(n.lit, s.Lit)
+		}
+	}
+	return !n.end && len(n.lit) == 0 && len(n.wild) == 0
 }
 
 func (n *node) walk(prefix Route, out *[]Route) {

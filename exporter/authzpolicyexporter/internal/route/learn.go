@@ -1,10 +1,12 @@
 package route
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Errors a Learner returns, for counting skipped spans by reason.
@@ -12,6 +14,7 @@ var (
 	ErrInvalidPath = errors.New("invalid path")
 	ErrTraversal   = errors.New("path has a dot segment")
 	ErrTooLong     = errors.New("path too long")
+	ErrRedacted    = errors.New("path segment partly redacted")
 )
 
 // pixieRedaction is what Pixie's PxL script writes in place of a run of six
@@ -69,6 +72,14 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	}
 	r := make(Route, len(segs))
 	for i, s := range segs {
+		if i > 0 && strings.Contains(s, pixieRedaction) {
+			t, err := redacted(s)
+			if err != nil {
+				return nil, err
+			}
+			r[i].Wild = t
+			continue
+		}
 		if t, ok := identifier(i, s); ok {
 			r[i].Wild = t
 			continue
@@ -102,18 +113,27 @@ func fromInstrumented(tpl string, segs []string) (Route, bool) {
 	return r, true
 }
 
+// redacted types a segment in which Pixie replaced hex runs by <id>: a
+// whole run is hex, and a UUID keeps its short groups. Anything else hides
+// what the value was, so it is refused rather than guessed.
+func redacted(s string) (Type, error) {
+	if s == pixieRedaction {
+		return Hex, nil
+	}
+	p := pixieRedaction
+	if len(s) == 2*len(p)+16 && strings.HasPrefix(s, p+"-") && strings.HasSuffix(s, "-"+p) &&
+		isUUID("00000000"+s[len(p):len(s)-len(p)]+"000000000000") {
+		return UUID, nil
+	}
+	return 0, ErrRedacted
+}
+
 // identifier reports whether segment s at position i looks like an
 // identifier, and of which type. The first segment and version- or
 // date-like segments are structure and stay literal.
 func identifier(i int, s string) (Type, bool) {
 	if i == 0 || s == "" || isStructural(s) || isDate(s) {
 		return 0, false
-	}
-	if s == pixieRedaction {
-		return Hex, true
-	}
-	if strings.Contains(s, pixieRedaction) {
-		return Token, Token.Matches(strings.ReplaceAll(s, pixieRedaction, "0"))
 	}
 	t, ok := Classify(s)
 	if !ok {
@@ -142,8 +162,9 @@ func identifier(i int, s string) (Type, bool) {
 	case len(s) >= 6 && digits >= 3 && digits > letters:
 		// Mostly digits: ord-2024-000123, acct12345; not sha256 or x86_64.
 		return ID, true
-	case len(s) > 32 && t <= Token:
-		// Very long tokens are keys, hashes or encoded blobs.
+	case len(s) > 32 && digits > 0:
+		// Very long tokens with digits are keys, hashes or encoded
+		// blobs; long words (gRPC method names) stay literal.
 		return t, true
 	}
 	return 0, false
@@ -178,10 +199,12 @@ func isDate(s string) bool {
 }
 
 // checkLiteral accepts a raw segment made of RFC 3986 path characters with
-// well-formed percent escapes, and refuses dot segments in any spelling
-// and escaped separators, which servers disagree about.
+// well-formed percent escapes, and refuses what servers disagree about: dot
+// segments in any spelling (escaped, overlong UTF-8, or "..;" which Tomcat
+// and Spring read as ".."), escaped separators, percents and controls.
 func checkLiteral(s string) error {
-	decoded := make([]byte, 0, 8)
+	var buf [64]byte
+	decoded := buf[:0]
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -200,11 +223,16 @@ func checkLiteral(s string) error {
 		default:
 			return fmt.Errorf("%w: character %q not allowed in a path", ErrInvalidPath, c)
 		}
-		if len(decoded) < 3 {
-			decoded = append(decoded, c)
-		}
+		decoded = append(decoded, c)
 	}
-	if d := string(decoded); d == "." || d == ".." {
+	if !utf8.Valid(decoded) {
+		return fmt.Errorf("%w: escapes that are not UTF-8", ErrInvalidPath)
+	}
+	name := decoded
+	if i := bytes.IndexByte(decoded, ';'); i >= 0 {
+		name = decoded[:i]
+	}
+	if n := string(name); n == "." || n == ".." {
 		return ErrTraversal
 	}
 	return nil

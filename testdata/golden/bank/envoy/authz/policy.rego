@@ -19,10 +19,14 @@ allow if {
 	}
 }
 
-grant := object.get(data.envoy.authz.grants, id_path(destination), {})["@callers"][source][input.attributes.request.http.method]
+grant := object.get(data.envoy.authz.grants, id_path(destination), {})["@callers"][source][input.attributes.request.http.method] if {
+	regex.match(spiffe_id, source)
+}
 
 # Identities. The principals Envoy takes from the mTLS handshake it terminated
 # win over the forwarded header, which a caller may have written itself.
+# Once Envoy terminated mTLS (it names its own identity), the header is never
+# read: a caller without a certificate has no identity at all.
 destination := id if {
 	id := input.attributes.destination.principal
 	id != ""
@@ -31,7 +35,11 @@ destination := id if {
 source := id if {
 	id := input.attributes.source.principal
 	id != ""
-} else := xfcc_identity("uri")
+} else := header_source
+
+header_source := xfcc_identity("uri") if not mtls_terminated
+
+mtls_terminated if input.attributes.destination.principal != ""
 
 spiffe_id := `^spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*$`
 
