@@ -8,6 +8,14 @@ OPA_VERSION ?= v1.22.2
 TOOLS ?= $(HOME)/.cache/otelcol-authz/bin
 OCB := $(TOOLS)/builder-$(OCB_VERSION)
 OPA := $(TOOLS)/opa-$(OPA_VERSION)
+VERSITYGW_VERSION ?= v1.8.0
+FAKE_GCS_VERSION ?= v1.56.1
+AZURITE_VERSION ?= 3.37.0
+OPA_ENVOY_VERSION ?= v1.15.2-envoy
+VERSITYGW := $(TOOLS)/versitygw-$(VERSITYGW_VERSION)
+FAKE_GCS := $(TOOLS)/fake-gcs-server-$(FAKE_GCS_VERSION)
+AZURITE := $(TOOLS)/azurite-$(AZURITE_VERSION)/node_modules/.bin/azurite-blob
+OPA_ENVOY := $(TOOLS)/opa-envoy-plugin-$(OPA_ENVOY_VERSION)
 BENCHSTAT_VERSION ?= v0.0.0-20260908200009-22c9c6c9d4da
 BENCHSTAT := $(TOOLS)/benchstat-$(BENCHSTAT_VERSION)
 export OTELCOL_AUTHZ_OPA := $(OPA)
@@ -32,7 +40,30 @@ $(BENCHSTAT):
 	GOBIN=$(TOOLS) go install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
 	mv $(TOOLS)/benchstat $@
 
-tools: $(OCB) $(OPA) $(BENCHSTAT)
+# Servers the end-to-end tests start on 127.0.0.1: an S3 gateway, a GCS
+# emulator, Azurite, and OPA-Envoy (opa-envoy-plugin, pinned in its own
+# tools module because it needs a newer OPA than the collector can link).
+$(VERSITYGW):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	mv $(TOOLS)/versitygw $@
+
+$(FAKE_GCS):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install github.com/fsouza/fake-gcs-server@$(FAKE_GCS_VERSION)
+	mv $(TOOLS)/fake-gcs-server $@
+
+$(AZURITE):
+	@mkdir -p $(TOOLS)/azurite-$(AZURITE_VERSION)
+	npm install --prefix $(TOOLS)/azurite-$(AZURITE_VERSION) --no-audit --no-fund azurite@$(AZURITE_VERSION)
+
+$(OPA_ENVOY): internal/tools/opaenvoy/go.mod
+	@mkdir -p $(TOOLS)
+	go -C internal/tools/opaenvoy build -o $@ github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
+
+SERVERS := $(VERSITYGW) $(FAKE_GCS) $(AZURITE) $(OPA_ENVOY)
+
+tools: $(OCB) $(OPA) $(BENCHSTAT) $(SERVERS)
 
 # The custom collector distribution, built by ocb from builder-config.yaml.
 build: $(DIST)
@@ -52,8 +83,10 @@ unit: lint
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
 
-e2e: $(DIST) $(OPA)
-	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) go test -count=1 -tags e2e -run E2E -v ./test/e2e/
+e2e: $(DIST) $(OPA) $(SERVERS)
+	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
+	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
+		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/
 
 # Builds the distribution, starts it, replays the sample Pixie spans and
 # shows the bundle and a few decisions.

@@ -9,6 +9,7 @@ import (
 
 	"go.opentelemetry.io/collector/confmap"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
 
@@ -38,8 +39,16 @@ type Config struct {
 
 // OutputConfig says where the bundle goes.
 type OutputConfig struct {
-	// URL of the directory that receives bundle.tar.gz (file://).
+	// URL of the directory or bucket prefix that receives bundle.tar.gz:
+	// file:///DIR, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or
+	// azblob://CONTAINER/PREFIX, with gocloud.dev's query options (for S3:
+	// region, endpoint, use_path_style).
 	URL string `mapstructure:"url"`
+	// Timeout bounds one publication, retries included.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// KeepRevisions keeps this many earlier bundles as
+	// PREFIX/revisions/<revision>.tar.gz in an object store, for rollback.
+	KeepRevisions int `mapstructure:"keep_revisions"`
 	// UnpackedDir, when set, also receives the bundle's files unpacked,
 	// with one data.json per destination, for review in version control.
 	// The directory is a valid bundle for `opa run --watch`.
@@ -103,18 +112,8 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("skip_status_codes: %d is not an HTTP status code", c))
 		}
 	}
-	dir, err := cfg.Output.dir()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if u := cfg.Output.UnpackedDir; u != "" {
-		switch {
-		case !filepath.IsAbs(u):
-			errs = append(errs, fmt.Errorf("output::unpacked_dir: %q must be an absolute path", u))
-		case filepath.Clean(u) == filepath.Clean(dir):
-			errs = append(errs, errors.New("output::unpacked_dir must differ from the output directory"))
-		}
-	}
+	_, outErrs := cfg.Output.validate()
+	errs = append(errs, outErrs...)
 	if _, err := route.NewLearner(cfg.Routes.Templates, cfg.Routes.MaxPathLength, cfg.Routes.MaxSegments); err != nil {
 		errs = append(errs, fmt.Errorf("routes::templates: %w", err))
 	}
@@ -143,20 +142,45 @@ func (cfg *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// dir returns the local directory of a file:// output URL.
-func (o OutputConfig) dir() (string, error) {
+// validate checks the output URL and returns the local directory of a
+// file:// URL ("" for an object store).
+func (o OutputConfig) validate() (dir string, errs []error) {
 	u, err := url.Parse(o.URL)
 	if err != nil {
-		return "", fmt.Errorf("output::url: %w", err)
+		return "", []error{fmt.Errorf("output::url: %w", err)}
 	}
-	if u.Scheme != "file" {
-		return "", fmt.Errorf("output::url: scheme %q is not supported (want file://)", u.Scheme)
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			errs = append(errs, fmt.Errorf("output::url: file URL must be file:///path, got host %q", u.Host))
+		}
+		if u.Path == "" || u.RawQuery != "" {
+			errs = append(errs, errors.New("output::url: file URL needs an absolute path and no query"))
+		}
+		dir = u.Path
+	case "s3", "gs", "azblob":
+		if _, err := publish.BucketURL(o.URL); err != nil {
+			errs = append(errs, fmt.Errorf("output::url: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("output::url: scheme %q is not supported (want file, s3, gs or azblob)", u.Scheme))
 	}
-	if u.Host != "" && u.Host != "localhost" {
-		return "", fmt.Errorf("output::url: file URL must be file:///path, got host %q", u.Host)
+	if o.KeepRevisions < 0 {
+		errs = append(errs, errors.New("output::keep_revisions must not be negative"))
 	}
-	if u.Path == "" || u.RawQuery != "" {
-		return "", errors.New("output::url: file URL needs an absolute path and no query")
+	if o.KeepRevisions > 0 && u.Scheme == "file" {
+		errs = append(errs, errors.New("output::keep_revisions applies to object stores only"))
 	}
-	return u.Path, nil
+	if o.Timeout <= 0 {
+		errs = append(errs, errors.New("output::timeout must be positive"))
+	}
+	if p := o.UnpackedDir; p != "" {
+		switch {
+		case !filepath.IsAbs(p):
+			errs = append(errs, fmt.Errorf("output::unpacked_dir: %q must be an absolute path", p))
+		case dir != "" && filepath.Clean(p) == filepath.Clean(dir):
+			errs = append(errs, errors.New("output::unpacked_dir must differ from the output directory"))
+		}
+	}
+	return dir, errs
 }

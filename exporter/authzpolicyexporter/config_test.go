@@ -23,7 +23,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.Window = 24 * time.Hour
 	custom.MaxEntries = 5000
 	custom.SkipStatusCodes = []int{401, 403, 407}
-	custom.Output = OutputConfig{URL: "file:///var/lib/otelcol-authz", UnpackedDir: "/srv/policy-review"}
+	custom.Output = OutputConfig{URL: "s3://policies/prod/authz?region=eu-west-1", Timeout: 20 * time.Second, KeepRevisions: 5, UnpackedDir: "/srv/policy-review"}
 	custom.Routes = RoutesConfig{
 		Templates:            []string{"/users/{id}", "/orders/{order:id}/items/{item:int}"},
 		CardinalityThreshold: 20,
@@ -55,6 +55,8 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_threshold"), wantErr: "routes::cardinality_threshold"},
 		{id: component.NewIDWithName(metadata.Type, "half_pair"), wantErr: "xfcc_by and xfcc_uri go together"},
 		{id: component.NewIDWithName(metadata.Type, "relative_unpacked"), wantErr: "output::unpacked_dir"},
+		{id: component.NewIDWithName(metadata.Type, "bucketless"), wantErr: "output::url: gs URL needs a bucket"},
+		{id: component.NewIDWithName(metadata.Type, "keep_on_file"), wantErr: "output::keep_revisions applies to object stores only"},
 		{id: component.NewIDWithName(metadata.Type, "unknown_key"), wantErr: "flush_every"},
 	}
 	for _, tt := range tests {

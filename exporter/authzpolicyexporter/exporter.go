@@ -2,7 +2,9 @@ package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/ex
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +28,7 @@ type authzExporter struct {
 	telemetry *metadata.TelemetryBuilder
 	extract   *extractor
 	agg       *aggregate.Aggregate
-	publisher *publish.Dir
+	publisher publish.Publisher
 	now       func() time.Time
 
 	// learnedAny is set by the first learned span: until then an empty
@@ -38,6 +40,9 @@ type authzExporter struct {
 
 	flushMu      sync.Mutex
 	lastRevision string
+	// outage is set while publishing fails, so that an outage is logged
+	// when it starts and when it ends, not at every flush.
+	outage bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -45,10 +50,6 @@ type authzExporter struct {
 
 func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 	x, err := newExtractor(cfg)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := cfg.Output.dir()
 	if err != nil {
 		return nil, err
 	}
@@ -62,12 +63,16 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		telemetry: tb,
 		extract:   x,
 		agg:       aggregate.New(cfg.MaxEntries),
-		publisher: publish.NewDir(dir, cfg.Output.UnpackedDir),
 		now:       time.Now,
 	}, nil
 }
 
-func (e *authzExporter) start(context.Context, component.Host) error {
+func (e *authzExporter) start(ctx context.Context, _ component.Host) error {
+	p, err := publish.Open(ctx, e.cfg.Output.URL, e.cfg.Output.UnpackedDir, e.cfg.Output.KeepRevisions)
+	if err != nil {
+		return err
+	}
+	e.publisher = p
 	e.stop = make(chan struct{})
 	e.done = make(chan struct{})
 	go e.loop()
@@ -98,7 +103,10 @@ func (e *authzExporter) shutdown(ctx context.Context) error {
 		<-e.done
 		e.stop = nil
 	}
-	err := e.flush(ctx)
+	var err error
+	if e.publisher != nil {
+		err = errors.Join(e.flush(ctx), e.publisher.Close())
+	}
 	e.telemetry.Shutdown()
 	return err
 }
@@ -170,11 +178,19 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.publishOutcome(ctx, "unchanged")
 		return nil
 	}
-	changed, err := e.publisher.Publish(b)
+	changed, err := e.publish(ctx, b)
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
-		e.logger.Error("Publishing the bundle failed", zap.String("revision", b.Revision), zap.Error(err))
+		if !e.outage {
+			e.outage = true
+			e.logger.Error("Publishing the bundle failed; the aggregate is kept and every flush retries. Further failures are not logged until it recovers",
+				zap.String("revision", b.Revision), zap.Error(err))
+		}
 		return fmt.Errorf("publish: %w", err)
+	}
+	if e.outage {
+		e.outage = false
+		e.logger.Info("Publishing recovered", zap.String("revision", b.Revision))
 	}
 	e.lastRevision = b.Revision
 	if !changed {
@@ -188,6 +204,27 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		zap.Int("entries", entries),
 		zap.Int("expired", expired))
 	return nil
+}
+
+// publish retries with jittered exponential backoff until it succeeds or
+// output.timeout is spent. Ingestion never waits for it.
+func (e *authzExporter) publish(ctx context.Context, b *render.Bundle) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Output.Timeout)
+	defer cancel()
+	delay := 250 * time.Millisecond
+	for {
+		changed, err := e.publisher.Publish(ctx, b)
+		if err == nil {
+			return changed, nil
+		}
+		wait := delay/2 + rand.N(delay/2)
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, 8*time.Second)
+	}
 }
 
 func (e *authzExporter) publishOutcome(ctx context.Context, outcome string) {

@@ -36,6 +36,8 @@ func newTestExporter(t testing.TB, mutate func(*Config)) (*authzExporter, string
 	}
 	e, err := newExporter(cfg, exportertest.NewNopSettings(metadata.Type))
 	require.NoError(t, err)
+	require.NoError(t, e.start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { assert.NoError(t, e.shutdown(context.Background())) })
 	return e, dir
 }
 

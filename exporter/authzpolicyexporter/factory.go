@@ -33,7 +33,7 @@ func createDefaultConfig() component.Config {
 		Window:          168 * time.Hour,
 		MaxEntries:      100_000,
 		SkipStatusCodes: []int{401, 403, 404, 405},
-		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz"},
+		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz", Timeout: 30 * time.Second},
 		Routes: RoutesConfig{
 			CardinalityThreshold: 10,
 			MaxPathLength:        2048,

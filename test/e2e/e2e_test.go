@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,13 +37,9 @@ const (
 
 // collector is a running distribution.
 type collector struct {
-	cmd     *exec.Cmd
-	log     *bytes.Buffer
-	otlp    string
-	outDir  string
-	metrics string
-	exited  chan error
-	stopped bool
+	*process
+	otlp   string
+	outDir string
 }
 
 func freePort(t *testing.T) string {
@@ -60,60 +57,133 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-func startCollector(t *testing.T) *collector {
+// binary returns the path in an environment variable that `make e2e` sets.
+func binary(t *testing.T, env string) string {
 	t.Helper()
-	bin := os.Getenv("OTELCOL_AUTHZ_BIN")
-	if bin == "" {
-		t.Skip("OTELCOL_AUTHZ_BIN is not set; run `make e2e`")
-	}
-	c := &collector{log: &bytes.Buffer{}, otlp: freePort(t), outDir: t.TempDir(), exited: make(chan error, 1)}
-	health := freePort(t)
-	c.metrics = freePort(t)
-	metricsHost, metricsPort, _ := net.SplitHostPort(c.metrics)
-	c.cmd = exec.Command(bin, "--config", filepath.Join(repoRoot(t), "deploy", "collector-config.yaml"))
-	c.cmd.Env = append(os.Environ(),
-		"OTLP_GRPC_ENDPOINT="+c.otlp,
-		"OTLP_HTTP_ENDPOINT="+freePort(t),
-		"HEALTH_CHECK_ENDPOINT="+health,
-		"METRICS_HOST="+metricsHost,
-		"METRICS_PORT="+metricsPort,
-		"AUTHZ_FLUSH_INTERVAL=1s",
-		"AUTHZ_OUTPUT_URL=file://"+c.outDir,
-	)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	require.NoError(t, c.cmd.Start())
-	go func() { c.exited <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		if !c.stopped {
-			_ = c.cmd.Process.Kill()
-			<-c.exited
+	p := os.Getenv(env)
+	if p == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set; run `make e2e`", env)
 		}
+		t.Skipf("%s is not set; run `make e2e`", env)
+	}
+	return p
+}
+
+// process is a server the test started; it is killed when the test ends
+// and its output is shown if the test failed.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan error
+	stopped bool
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startProcess(t *testing.T, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, log: &syncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	require.NoError(t, p.cmd.Start(), "starting %s", name)
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.kill()
 		if t.Failed() {
-			t.Logf("collector log:\n%s", c.log.String())
+			t.Logf("%s output:\n%s", name, p.log.String())
 		}
 	})
+	return p
+}
+
+func (p *process) kill() {
+	if !p.stopped {
+		p.stopped = true
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.exited:
+		p.stopped = true
+		require.NoError(t, err, "%s did not exit cleanly", p.name)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop within 30s", p.name)
+	}
+}
+
+// waitHTTP waits until url answers with status want.
+func waitHTTP(t *testing.T, url string, want int) {
+	t.Helper()
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + health + "/")
+		resp, err := http.Get(url)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "collector did not become healthy")
-	return c
+		return resp.StatusCode == want
+	}, 60*time.Second, 100*time.Millisecond, "%s did not answer %d", url, want)
 }
 
-// stop sends SIGTERM and waits for a clean exit.
-func (c *collector) stop(t *testing.T) {
+// waitTCP waits until something listens on addr.
+func waitTCP(t *testing.T, addr string) {
 	t.Helper()
-	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-c.exited:
-		c.stopped = true
-		require.NoError(t, err, "collector did not exit cleanly")
-	case <-time.After(30 * time.Second):
-		t.Fatal("collector did not stop within 30s")
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 60*time.Second, 100*time.Millisecond, "nothing listens on %s", addr)
+}
+
+// startCollector runs the distribution with deploy/collector-config.yaml,
+// publishing to outputURL (a local directory when empty).
+func startCollector(t *testing.T, outputURL string, env ...string) *collector {
+	t.Helper()
+	bin := binary(t, "OTELCOL_AUTHZ_BIN")
+	c := &collector{otlp: freePort(t)}
+	if outputURL == "" {
+		c.outDir = t.TempDir()
+		outputURL = "file://" + c.outDir
 	}
+	health := freePort(t)
+	metricsHost, metricsPort, _ := net.SplitHostPort(freePort(t))
+	env = append([]string{
+		"OTLP_GRPC_ENDPOINT=" + c.otlp,
+		"OTLP_HTTP_ENDPOINT=" + freePort(t),
+		"HEALTH_CHECK_ENDPOINT=" + health,
+		"METRICS_HOST=" + metricsHost,
+		"METRICS_PORT=" + metricsPort,
+		"AUTHZ_FLUSH_INTERVAL=1s",
+		"AUTHZ_OUTPUT_URL=" + outputURL,
+	}, env...)
+	c.process = startProcess(t, "collector", env, bin, "--config", filepath.Join(repoRoot(t), "deploy", "collector-config.yaml"))
+	waitHTTP(t, "http://"+health+"/", http.StatusOK)
+	return c
 }
 
 // replay sends span files (the samples by default) with the documented tool.
@@ -144,7 +214,7 @@ func waitForBundle(t *testing.T, dir string) []byte {
 }
 
 func TestE2EPixieSpansToBundle(t *testing.T) {
-	c := startCollector(t)
+	c := startCollector(t, "")
 	replay(t, c.otlp)
 	raw := waitForBundle(t, c.outDir)
 
@@ -216,8 +286,15 @@ service:
 	assert.Contains(t, string(out), "flush_every", fmt.Sprintf("%s", out))
 }
 
-// newAccessSpans is one semantic-conventions span for an access that the
-// samples do not have.
+// newAccessFile writes one semantic-conventions span in which frontend
+// calls balances with GET path, an access the samples do not have.
+func newAccessFile(t *testing.T, path string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "new-access.json")
+	require.NoError(t, os.WriteFile(f, []byte(strings.ReplaceAll(newAccessSpans, "/balances/export", path)), 0o600))
+	return f
+}
+
 const newAccessSpans = `{"resourceSpans":[{"resource":{},"scopeSpans":[{"spans":[{
   "traceId":"5b8aa5a2d2c872e8321cf37308d69df2","spanId":"051581bf3cb55c13","name":"GET /balances/export",
   "kind":2,"startTimeUnixNano":"1763800000000000000","endTimeUnixNano":"1763800000001000000",
@@ -248,35 +325,34 @@ func opaAllows(t *testing.T, addr string, r opatest.Request) bool {
 	return out.Result
 }
 
-// OPA, configured with deploy/opa-config.yaml, polls the published bundle
-// over HTTP, enforces it, and picks up the next publication.
-func TestE2EOPAPollsBundle(t *testing.T) {
-	opa := os.Getenv("OTELCOL_AUTHZ_OPA")
-	if opa == "" {
-		t.Skip("OTELCOL_AUTHZ_OPA is not set; run `make e2e`")
+// startOPAEnvoy runs opa-envoy-plugin with a config from deploy/opa-envoy,
+// overriding only addresses, the polling delay and the given settings. It
+// returns the REST and gRPC (ext_authz) addresses.
+func startOPAEnvoy(t *testing.T, config string, env []string, set ...string) (rest, grpcAddr string) {
+	t.Helper()
+	bin := binary(t, "OTELCOL_AUTHZ_OPA_ENVOY")
+	rest, grpcAddr = freePort(t), freePort(t)
+	args := []string{"run", "--server", "--addr", rest,
+		"--config-file", filepath.Join(repoRoot(t), "deploy", "opa-envoy", config),
+		"--set", "plugins.envoy_ext_authz_grpc.addr=" + grpcAddr,
+		"--set", "bundles.authz.polling.min_delay_seconds=1",
+		"--set", "bundles.authz.polling.max_delay_seconds=2"}
+	for _, kv := range set {
+		args = append(args, "--set", kv)
 	}
-	c := startCollector(t)
+	startProcess(t, "opa-envoy-plugin", env, bin, args...)
+	waitHTTP(t, "http://"+rest+"/health", http.StatusOK)
+	return rest, grpcAddr
+}
+
+// OPA-Envoy, configured with deploy/opa-envoy/http.yaml, polls the
+// published bundle over HTTP, enforces it, and picks up the next
+// publication.
+func TestE2EOPAPollsBundle(t *testing.T) {
+	c := startCollector(t, "")
 	bundles := httptest.NewServer(http.FileServer(http.Dir(c.outDir)))
 	defer bundles.Close()
-
-	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var opaLog bytes.Buffer
-	cmd := exec.CommandContext(ctx, opa, "run", "--server", "--addr", addr,
-		"--config-file", filepath.Join(repoRoot(t), "deploy", "opa-config.yaml"),
-		"--set", "services.authz.url="+bundles.URL,
-		"--set", "bundles.authz.polling.min_delay_seconds=1",
-		"--set", "bundles.authz.polling.max_delay_seconds=2")
-	cmd.Stdout, cmd.Stderr = &opaLog, &opaLog
-	require.NoError(t, cmd.Start())
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("opa log:\n%s", opaLog.String())
-		}
-	}()
+	addr, _ := startOPAEnvoy(t, "http.yaml", nil, "services.authz.url="+bundles.URL)
 
 	replay(t, c.otlp)
 	seen := opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/12"}
@@ -292,9 +368,7 @@ func TestE2EOPAPollsBundle(t *testing.T) {
 
 	// New traffic: the next flush publishes a new revision and OPA's next
 	// poll enforces it.
-	extra := filepath.Join(t.TempDir(), "new-access.json")
-	require.NoError(t, os.WriteFile(extra, []byte(newAccessSpans), 0o600))
-	replay(t, c.otlp, extra)
+	replay(t, c.otlp, newAccessFile(t, "/balances/export"))
 	export := opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/export"}
 	require.Eventually(t, func() bool { return opaAllows(t, addr, export) }, 30*time.Second, 200*time.Millisecond,
 		"OPA never picked up the second publication")

@@ -3,9 +3,11 @@ package publish
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,33 +22,74 @@ const BundleName = "bundle.tar.gz"
 // manifestName is the unpacked bundle's manifest, which carries the revision.
 const manifestName = ".manifest"
 
+// Publisher puts a rendered bundle where OPA fetches it.
+type Publisher interface {
+	// Publish reports false, and writes nothing, when the bundle in place
+	// already has the same revision.
+	Publish(ctx context.Context, b *render.Bundle) (changed bool, err error)
+	Close() error
+}
+
+// Open returns the publisher for an output URL (file://, s3://, gs:// or
+// azblob://), writing the unpacked bundle to unpackedDir too when set.
+func Open(ctx context.Context, rawURL, unpackedDir string, keep int) (Publisher, error) {
+	var p Publisher
+	if dir, ok := strings.CutPrefix(rawURL, "file://"); ok {
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		dir = u.Path
+		p = NewDir(dir)
+	} else {
+		b, err := OpenBlob(ctx, rawURL, keep)
+		if err != nil {
+			return nil, err
+		}
+		p = b
+	}
+	if unpackedDir != "" {
+		p = WithReview(p, unpackedDir)
+	}
+	return p, nil
+}
+
 // Dir publishes to a local directory. Every file is replaced atomically, so
 // OPA never reads a half-written bundle.
 type Dir struct {
-	dir         string
-	unpackedDir string
+	dir string
 }
 
-// NewDir returns a publisher writing dir/bundle.tar.gz and, when
-// unpackedDir is set, the bundle's files unpacked below it.
-func NewDir(dir, unpackedDir string) *Dir {
-	return &Dir{dir: dir, unpackedDir: unpackedDir}
+// NewDir returns a publisher writing dir/bundle.tar.gz.
+func NewDir(dir string) *Dir { return &Dir{dir: dir} }
+
+// Publish writes b unless the file in place already has the same bytes.
+func (d *Dir) Publish(_ context.Context, b *render.Bundle) (bool, error) {
+	return writeIfChanged(filepath.Join(d.dir, BundleName), b.Tarball)
 }
 
-// Publish writes b. It reports false, and writes nothing, when the bundle
-// in place already has the same bytes.
-//
-// The bundle OPA enforces is written first: a failure to write the review
+// Close does nothing.
+func (*Dir) Close() error { return nil }
+
+// review also writes each published bundle unpacked, for review in version
+// control.
+type review struct {
+	Publisher
+	dir string
+}
+
+// WithReview makes p also write the bundle's files unpacked below dir. The
+// bundle OPA enforces is published first: a failure to write the review
 // copy is reported but never holds back enforcement.
-func (d *Dir) Publish(b *render.Bundle) (changed bool, err error) {
-	changed, err = writeIfChanged(filepath.Join(d.dir, BundleName), b.Tarball)
+func WithReview(p Publisher, dir string) Publisher { return &review{Publisher: p, dir: dir} }
+
+func (r *review) Publish(ctx context.Context, b *render.Bundle) (bool, error) {
+	changed, err := r.Publisher.Publish(ctx, b)
 	if err != nil {
 		return false, err
 	}
-	if d.unpackedDir != "" {
-		if err := writeUnpacked(d.unpackedDir, b.Files); err != nil {
-			return changed, fmt.Errorf("unpacked bundle: %w", err)
-		}
+	if err := writeUnpacked(r.dir, b.Files); err != nil {
+		return changed, fmt.Errorf("unpacked bundle: %w", err)
 	}
 	return changed, nil
 }

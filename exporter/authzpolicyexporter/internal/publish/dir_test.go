@@ -165,10 +165,10 @@ func TestPublishBundle(t *testing.T) {
 			tmp := t.TempDir()
 			dir := tt.dir(tmp)
 			target := filepath.Join(dir, BundleName)
-			d := NewDir(dir, "")
+			d := NewDir(dir)
 			first, second := fakeBundle(1), fakeBundle(2)
 
-			changed, err := d.Publish(first)
+			changed, err := d.Publish(context.Background(), first)
 			require.NoError(t, err)
 			assert.True(t, changed, "first publish")
 			got, err := os.ReadFile(target)
@@ -182,7 +182,7 @@ func TestPublishBundle(t *testing.T) {
 			require.NoError(t, os.Chtimes(target, past, past))
 			before, err := os.Stat(target)
 			require.NoError(t, err)
-			changed, err = d.Publish(&render.Bundle{Revision: "copy", Tarball: bytes.Clone(first.Tarball)})
+			changed, err = d.Publish(context.Background(), &render.Bundle{Revision: "copy", Tarball: bytes.Clone(first.Tarball)})
 			require.NoError(t, err)
 			assert.False(t, changed, "identical bytes")
 			after, err := os.Stat(target)
@@ -191,7 +191,7 @@ func TestPublishBundle(t *testing.T) {
 			assert.True(t, after.ModTime().Equal(past), "file was rewritten: mtime %v", after.ModTime())
 
 			// Different bytes replace the file.
-			changed, err = d.Publish(second)
+			changed, err = d.Publish(context.Background(), second)
 			require.NoError(t, err)
 			assert.True(t, changed, "changed bundle")
 			got, err = os.ReadFile(target)
@@ -223,8 +223,8 @@ func TestPublishConcurrentReader(t *testing.T) {
 	}
 	dir := t.TempDir()
 	target := filepath.Join(dir, BundleName)
-	d := NewDir(dir, "")
-	_, err := d.Publish(bundles[0])
+	d := NewDir(dir)
+	_, err := d.Publish(context.Background(), bundles[0])
 	require.NoError(t, err)
 
 	type result struct {
@@ -263,7 +263,7 @@ func TestPublishConcurrentReader(t *testing.T) {
 	}()
 
 	for _, b := range bundles[1:] {
-		changed, err := d.Publish(b)
+		changed, err := d.Publish(context.Background(), b)
 		if !assert.NoError(t, err) || !assert.True(t, changed, "bundle %s", b.Revision) {
 			break
 		}
@@ -316,7 +316,7 @@ func TestPublishUnwritable(t *testing.T) {
 			dir := tt.setup(t, tmp)
 			before := mustReadTree(t, tmp)
 
-			changed, err := NewDir(dir, "").Publish(fakeBundle(1))
+			changed, err := NewDir(dir).Publish(context.Background(), fakeBundle(1))
 			require.Error(t, err)
 			assert.False(t, changed)
 			assertTree(t, before, mustReadTree(t, tmp), "files changed")
@@ -359,14 +359,14 @@ func TestUnpackedFailureDoesNotHoldBackEnforcement(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, unpacked := t.TempDir(), filepath.Join(t.TempDir(), "unpacked")
-			d := NewDir(out, unpacked)
+			d := WithReview(NewDir(out), unpacked)
 			prev := grants(t, balances)
-			_, err := d.Publish(prev)
+			_, err := d.Publish(context.Background(), prev)
 			require.NoError(t, err)
 			tt.sabotage(t, unpacked)
 
 			next := grants(t, tt.next...)
-			changed, err := d.Publish(next)
+			changed, err := d.Publish(context.Background(), next)
 			require.Error(t, err)
 			assert.True(t, changed)
 			got, err := os.ReadFile(filepath.Join(out, BundleName))
@@ -385,11 +385,11 @@ func TestUnpackedFailureDoesNotHoldBackEnforcement(t *testing.T) {
 
 func TestPublishUnpacked(t *testing.T) {
 	out, unpacked := t.TempDir(), filepath.Join(t.TempDir(), "repo", "policy")
-	d := NewDir(out, unpacked)
+	d := WithReview(NewDir(out), unpacked)
 	first := grants(t, balances, payments, ledger, replica, partner)
 	require.Contains(t, first.Files, dataFile(replica))
 
-	changed, err := d.Publish(first)
+	changed, err := d.Publish(context.Background(), first)
 	require.NoError(t, err)
 	assert.True(t, changed)
 	assertTree(t, first.Files, mustReadTree(t, unpacked))
@@ -409,7 +409,7 @@ func TestPublishUnpacked(t *testing.T) {
 		}
 		return os.Chtimes(p, past, past)
 	}))
-	changed, err = d.Publish(first)
+	changed, err = d.Publish(context.Background(), first)
 	require.NoError(t, err)
 	assert.False(t, changed)
 	for name := range first.Files {
@@ -428,7 +428,7 @@ func TestPublishUnpacked(t *testing.T) {
 		rec(replica, frontend, "GET", "/status"),
 		rec(partner, frontend, "GET", "/status"),
 	})
-	changed, err = d.Publish(second)
+	changed, err = d.Publish(context.Background(), second)
 	require.NoError(t, err)
 	assert.True(t, changed)
 	assertTree(t, second.Files, mustReadTree(t, unpacked))
@@ -542,7 +542,7 @@ func TestPublishUnpackedRemovesStale(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			unpacked := t.TempDir()
-			d := NewDir(t.TempDir(), unpacked)
+			d := WithReview(NewDir(t.TempDir()), unpacked)
 			before, after := grants(t, tt.before...), grants(t, tt.after...)
 			for _, name := range tt.gone {
 				if strings.HasSuffix(name, "/data.json") {
@@ -550,7 +550,7 @@ func TestPublishUnpackedRemovesStale(t *testing.T) {
 				}
 			}
 
-			_, err := d.Publish(before)
+			_, err := d.Publish(context.Background(), before)
 			require.NoError(t, err)
 			user := maps.Clone(tt.extra)
 			if !tt.bare {
@@ -559,7 +559,7 @@ func TestPublishUnpackedRemovesStale(t *testing.T) {
 			}
 			writeFiles(t, unpacked, user)
 
-			changed, err := d.Publish(after)
+			changed, err := d.Publish(context.Background(), after)
 			require.NoError(t, err)
 			assert.True(t, changed)
 
@@ -580,7 +580,7 @@ func TestPublishUnpackedRemovesStale(t *testing.T) {
 			assert.Empty(t, tempFiles(t, unpacked))
 
 			// And back: the removed destinations return.
-			_, err = d.Publish(before)
+			_, err = d.Publish(context.Background(), before)
 			require.NoError(t, err)
 			want = maps.Clone(before.Files)
 			maps.Copy(want, user)
@@ -594,14 +594,14 @@ func TestPublishUnpackedRemovesStale(t *testing.T) {
 // names a revision, the directory must hold exactly that revision's files.
 func TestPublishUnpackedManifestLast(t *testing.T) {
 	unpacked := t.TempDir()
-	d := NewDir(t.TempDir(), unpacked)
+	d := WithReview(NewDir(t.TempDir()), unpacked)
 	bundles := []*render.Bundle{
 		grants(t, balances, payments, ledger, replica),
 		grants(t, balances),
 		grants(t, payments, replica, partner),
 		grants(t, ledger),
 	}
-	_, err := d.Publish(bundles[0])
+	_, err := d.Publish(context.Background(), bundles[0])
 	require.NoError(t, err)
 
 	type observation struct {
@@ -637,7 +637,7 @@ func TestPublishUnpackedManifestLast(t *testing.T) {
 			}
 			stop := make(chan struct{})
 			seen := observe(b.Revision, stop)
-			_, err := d.Publish(b)
+			_, err := d.Publish(context.Background(), b)
 			if err != nil {
 				close(stop)
 				require.NoError(t, err)
