@@ -21,7 +21,7 @@ export OTLP_GRPC_ENDPOINT=127.0.0.1:${DEMO_OTLP_PORT:-14317}
 export OTLP_HTTP_ENDPOINT=127.0.0.1:${DEMO_OTLP_HTTP_PORT:-14318}
 export HEALTH_CHECK_ENDPOINT=127.0.0.1:${DEMO_HEALTH_PORT:-13133}
 export METRICS_HOST=127.0.0.1 METRICS_PORT=${DEMO_METRICS_PORT:-18888}
-export AUTHZ_FLUSH_INTERVAL=2s AUTHZ_OUTPUT_URL=file://$out
+export AUTHZ_FLUSH_INTERVAL=2s AUTHZ_OUTPUT_URL=file://$out AUTHZ_STATE_DIR=$work/state
 
 echo "== Starting the collector (log: $work/collector.log)"
 "$bin" --config deploy/collector-config.yaml >"$work/collector.log" 2>&1 &

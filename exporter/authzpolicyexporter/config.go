@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
@@ -28,6 +29,10 @@ type Config struct {
 	// traffic that was refused must not become allowed, and probes for
 	// routes that do not exist (404, 405) must not become policy.
 	SkipStatusCodes []int `mapstructure:"skip_status_codes"`
+
+	// Storage names a storage extension (such as file_storage) that keeps
+	// the aggregate across restarts.
+	Storage *component.ID `mapstructure:"storage"`
 
 	Output     OutputConfig     `mapstructure:"output"`
 	Routes     RoutesConfig     `mapstructure:"routes"`

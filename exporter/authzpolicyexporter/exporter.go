@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -23,12 +24,14 @@ import (
 )
 
 type authzExporter struct {
+	id        component.ID
 	cfg       *Config
 	logger    *zap.Logger
 	telemetry *metadata.TelemetryBuilder
 	extract   *extractor
 	agg       *aggregate.Aggregate
 	publisher publish.Publisher
+	state     storage.Client // nil without a storage extension
 	now       func() time.Time
 
 	// learnedAny is set by the first learned span: until then an empty
@@ -58,6 +61,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		return nil, err
 	}
 	return &authzExporter{
+		id:        set.ID,
 		cfg:       cfg,
 		logger:    set.Logger,
 		telemetry: tb,
@@ -67,7 +71,10 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 	}, nil
 }
 
-func (e *authzExporter) start(ctx context.Context, _ component.Host) error {
+func (e *authzExporter) start(ctx context.Context, host component.Host) error {
+	if err := e.restoreState(ctx, host); err != nil {
+		return err
+	}
 	p, err := publish.Open(ctx, e.cfg.Output.URL, e.cfg.Output.UnpackedDir, e.cfg.Output.KeepRevisions)
 	if err != nil {
 		return err
@@ -106,6 +113,10 @@ func (e *authzExporter) shutdown(ctx context.Context) error {
 	var err error
 	if e.publisher != nil {
 		err = errors.Join(e.flush(ctx), e.publisher.Close())
+	}
+	if e.state != nil {
+		err = errors.Join(err, e.state.Close(ctx))
+		e.state = nil
 	}
 	e.telemetry.Shutdown()
 	return err
@@ -157,6 +168,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 
 	e.logSkips()
 	expired := e.agg.Expire(e.now().Add(-e.cfg.Window))
+	e.saveState(ctx)
 	entries := e.agg.Len()
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
 	if entries == 0 && !e.learnedAny.Load() {

@@ -180,6 +180,7 @@ func startCollector(t *testing.T, outputURL string, env ...string) *collector {
 		"METRICS_PORT=" + metricsPort,
 		"AUTHZ_FLUSH_INTERVAL=1s",
 		"AUTHZ_OUTPUT_URL=" + outputURL,
+		"AUTHZ_STATE_DIR=" + t.TempDir(),
 	}, env...)
 	c.process = startProcess(t, "collector", env, bin, "--config", filepath.Join(repoRoot(t), "deploy", "collector-config.yaml"))
 	waitHTTP(t, "http://"+health+"/", http.StatusOK)
@@ -373,4 +374,25 @@ func TestE2EOPAPollsBundle(t *testing.T) {
 	require.Eventually(t, func() bool { return opaAllows(t, addr, export) }, 30*time.Second, 200*time.Millisecond,
 		"OPA never picked up the second publication")
 	assert.True(t, opaAllows(t, addr, seen))
+}
+
+// A collector killed with SIGKILL and started again with the same config
+// publishes the same policy without any new traffic: the aggregate comes
+// back from the file_storage extension.
+func TestE2ERestartAfterSIGKILL(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	c := startCollector(t, "file://"+dir, "AUTHZ_STATE_DIR="+state)
+	replay(t, c.otlp)
+	published := waitForBundle(t, dir)
+	require.Eventually(t, func() bool { return strings.Contains(c.log.String(), "Published policy bundle") }, 10*time.Second, 100*time.Millisecond)
+	c.kill()
+
+	again := startCollector(t, "file://"+dir, "AUTHZ_STATE_DIR="+state)
+	require.Eventually(t, func() bool { return strings.Contains(again.log.String(), "Restored the aggregate") }, 10*time.Second, 100*time.Millisecond)
+	time.Sleep(3 * time.Second) // a few flushes
+	after, err := os.ReadFile(filepath.Join(dir, "bundle.tar.gz"))
+	require.NoError(t, err)
+	assert.Equal(t, published, after, "the restarted collector changed the policy")
+	assert.NotContains(t, again.log.String(), "Published policy bundle")
+	assert.True(t, opatest.Load(t, after).Allowed(opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/12"}))
 }

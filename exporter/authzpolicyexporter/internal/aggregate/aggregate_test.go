@@ -282,3 +282,29 @@ func TestConcurrent(t *testing.T) {
 	a.Expire(at(1000))
 	assert.Zero(t, a.Len())
 }
+
+func TestStateRoundTrip(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 123, time.UTC)
+	a := New(10)
+	a.Observe([]Record{
+		{Key: Key{"spiffe://td/b", "spiffe://td/a", "GET", "/x/{int}"}, Stats: Stats{Count: 3, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}},
+		{Key: Key{"spiffe://td/b", "spiffe://td/c", "POST", "/y"}, Stats: Stats{Count: 1, FirstSeen: t0, LastSeen: t0}},
+	})
+	data, err := a.MarshalState()
+	require.NoError(t, err)
+
+	b := New(10)
+	n, err := b.RestoreState(data)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	assert.Equal(t, a.Snapshot(), b.Snapshot())
+
+	again, err := b.MarshalState()
+	require.NoError(t, err)
+	assert.JSONEq(t, string(data), string(again))
+
+	_, err = New(10).RestoreState([]byte(`{"version":99,"entries":[]}`))
+	assert.ErrorContains(t, err, "version 99")
+	_, err = New(10).RestoreState([]byte(`{`))
+	assert.Error(t, err)
+}
