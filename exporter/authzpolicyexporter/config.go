@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
 
 // Config is the exporter's configuration. Every key has a default that works
@@ -29,6 +31,10 @@ type Config struct {
 	// traffic that was refused must not become allowed, and probes for
 	// routes that do not exist (404, 405) must not become policy.
 	SkipStatusCodes []int `mapstructure:"skip_status_codes"`
+
+	// TrustDomains, when not empty, are the only SPIFFE trust domains
+	// learned: a span naming a caller or callee elsewhere is skipped.
+	TrustDomains []string `mapstructure:"trust_domains"`
 
 	// Storage names a storage extension (such as file_storage) that keeps
 	// the aggregate across restarts.
@@ -115,6 +121,11 @@ func (cfg *Config) Validate() error {
 	for _, c := range cfg.SkipStatusCodes {
 		if c < 100 || c > 599 {
 			errs = append(errs, fmt.Errorf("skip_status_codes: %d is not an HTTP status code", c))
+		}
+	}
+	for _, td := range cfg.TrustDomains {
+		if spiffeid.Validate("spiffe://"+td) != nil || strings.Contains(td, "/") {
+			errs = append(errs, fmt.Errorf("trust_domains: %q is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')", td))
 		}
 	}
 	_, outErrs := cfg.Output.validate()

@@ -57,6 +57,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "relative_unpacked"), wantErr: "output::unpacked_dir"},
 		{id: component.NewIDWithName(metadata.Type, "bucketless"), wantErr: "output::url: gs URL needs a bucket"},
 		{id: component.NewIDWithName(metadata.Type, "keep_on_file"), wantErr: "output::keep_revisions applies to object stores only"},
+		{id: component.NewIDWithName(metadata.Type, "bad_trust_domain"), wantErr: `trust_domains: "Example.org"`},
 		{id: component.NewIDWithName(metadata.Type, "unknown_key"), wantErr: "flush_every"},
 	}
 	for _, tt := range tests {

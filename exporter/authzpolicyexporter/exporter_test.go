@@ -240,3 +240,22 @@ func stampNow(td ptrace.Traces) {
 		}
 	}
 }
+
+func TestTrustDomainsAllowlist(t *testing.T) {
+	e, _ := newTestExporter(t, func(c *Config) { c.TrustDomains = []string{"example.org"} })
+	td := ptrace.NewTraces()
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	for _, header := range []string{
+		"By=" + balances + ";URI=" + frontend,
+		"By=" + balances + ";URI=spiffe://evil.org/ns/bank/sa/frontend",
+		"By=spiffe://evil.org/ns/bank/sa/balances;URI=" + frontend,
+	} {
+		s := spans.AppendEmpty()
+		s.Attributes().PutStr("http.request.header.x-forwarded-client-cert", header)
+		s.Attributes().PutStr("http.request.method", "GET")
+		s.Attributes().PutStr("url.path", "/balances/1")
+	}
+	require.NoError(t, e.consumeTraces(context.Background(), td))
+	assert.Equal(t, 1, e.agg.Len())
+	assert.Equal(t, int64(2), e.skipped[reasonUntrustedDomain].Load())
+}

@@ -27,6 +27,7 @@ const (
 	reasonMalformedHeaders
 	reasonInvalidIdentity
 	reasonAmbiguousIdentity
+	reasonUntrustedDomain
 	reasonNoMethod
 	reasonInvalidMethod
 	reasonNoPath
@@ -47,6 +48,7 @@ var reasonNames = [numReasons]string{
 	reasonMalformedHeaders:  "malformed_headers",
 	reasonInvalidIdentity:   "invalid_identity",
 	reasonAmbiguousIdentity: "ambiguous_identity",
+	reasonUntrustedDomain:   "untrusted_domain",
 	reasonNoMethod:          "no_method",
 	reasonInvalidMethod:     "invalid_method",
 	reasonNoPath:            "no_path",
@@ -67,6 +69,7 @@ const xfccHeader = "x-forwarded-client-cert"
 // extractor turns a span into an observed access.
 type extractor struct {
 	attrs   AttributesConfig
+	domains map[string]bool // empty: any trust domain
 	skip    map[int64]bool
 	learner *route.Learner
 	window  time.Duration
@@ -81,7 +84,11 @@ func newExtractor(cfg *Config) (*extractor, error) {
 	for _, c := range cfg.SkipStatusCodes {
 		skip[int64(c)] = true
 	}
-	return &extractor{attrs: cfg.Attributes, skip: skip, learner: l, window: cfg.Window}, nil
+	domains := make(map[string]bool, len(cfg.TrustDomains))
+	for _, td := range cfg.TrustDomains {
+		domains[td] = true
+	}
+	return &extractor{attrs: cfg.Attributes, skip: skip, learner: l, window: cfg.Window, domains: domains}, nil
 }
 
 // observe returns the access a span shows, or why it shows none.
@@ -104,6 +111,9 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 	dst, src, why := x.identities(attrs, res)
 	if why != learned {
 		return aggregate.Record{}, why
+	}
+	if len(x.domains) > 0 && (!x.domains[spiffeid.TrustDomain(dst)] || !x.domains[spiffeid.TrustDomain(src)]) {
+		return aggregate.Record{}, reasonUntrustedDomain
 	}
 
 	mv, ok := lookup(x.attrs.Method, attrs, res)
