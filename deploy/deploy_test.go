@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/config"
+	"github.com/open-policy-agent/opa/v1/keys"
 	"github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,10 +36,22 @@ func TestOPAEnvoyConfigs(t *testing.T) {
 			for n := range services {
 				names = append(names, n)
 			}
-			bundles, err := bundle.ParseBundlesConfig(cfg.Bundles, names)
+			// Keys, when present, are what a bundle's signature is checked
+			// against; its signing.keyid must name one of them.
+			var verificationKeys map[string]*keys.Config
+			if cfg.Keys != nil {
+				verificationKeys, err = keys.ParseKeysConfig(cfg.Keys)
+				require.NoError(t, err)
+			}
+			bundles, err := bundle.NewConfigBuilder().WithBytes(cfg.Bundles).WithServices(names).WithKeyConfigs(verificationKeys).Parse()
 			require.NoError(t, err)
 			require.Contains(t, bundles.Bundles, "authz")
 			assert.NotEmpty(t, bundles.Bundles["authz"].Resource)
+			if verificationKeys != nil {
+				signing := bundles.Bundles["authz"].Signing
+				require.NotNil(t, signing)
+				assert.NotEmpty(t, signing.KeyID, "without a key id OPA also accepts unsigned bundles")
+			}
 
 			var plugin struct {
 				Addr string `json:"addr"`

@@ -32,6 +32,20 @@ type Config struct {
 	// routes that do not exist (404, 405) must not become policy.
 	SkipStatusCodes []int `mapstructure:"skip_status_codes"`
 
+	// MaxShrink is the largest share of the published allow rules that one
+	// publication may remove for a reason other than window expiry; a
+	// bundle removing more is held back. 1 turns the guard off.
+	MaxShrink float64 `mapstructure:"max_shrink"`
+
+	// MinObservations is how many times an access must be seen before it
+	// is allowed.
+	MinObservations int `mapstructure:"min_observations"`
+	// LearningPeriod, counted from the exporter's first start (kept in
+	// storage when configured), publishes audit-mode bundles: everything is
+	// allowed and what the learned policy would deny is marked. 0 enforces
+	// from the first publication.
+	LearningPeriod time.Duration `mapstructure:"learning_period"`
+
 	// TrustDomains, when not empty, are the only SPIFFE trust domains
 	// learned: a span naming a caller or callee elsewhere is skipped.
 	TrustDomains []string `mapstructure:"trust_domains"`
@@ -43,6 +57,8 @@ type Config struct {
 	Output     OutputConfig     `mapstructure:"output"`
 	Routes     RoutesConfig     `mapstructure:"routes"`
 	Attributes AttributesConfig `mapstructure:"attributes"`
+	// Signing, with a key_file, signs every bundle (see signing.go).
+	Signing SigningConfig `mapstructure:"signing"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -123,6 +139,15 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("skip_status_codes: %d is not an HTTP status code", c))
 		}
 	}
+	if cfg.MinObservations < 1 {
+		errs = append(errs, errors.New("min_observations must be at least 1"))
+	}
+	if cfg.LearningPeriod < 0 {
+		errs = append(errs, errors.New("learning_period must not be negative"))
+	}
+	if cfg.MaxShrink < 0 || cfg.MaxShrink > 1 {
+		errs = append(errs, fmt.Errorf("max_shrink: %v must be between 0 and 1", cfg.MaxShrink))
+	}
 	for _, td := range cfg.TrustDomains {
 		if spiffeid.Validate("spiffe://"+td) != nil || strings.Contains(td, "/") {
 			errs = append(errs, fmt.Errorf("trust_domains: %q is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')", td))
@@ -130,6 +155,7 @@ func (cfg *Config) Validate() error {
 	}
 	_, outErrs := cfg.Output.validate()
 	errs = append(errs, outErrs...)
+	errs = append(errs, cfg.Signing.validate()...)
 	if _, err := route.NewLearner(cfg.Routes.Templates, cfg.Routes.MaxPathLength, cfg.Routes.MaxSegments); err != nil {
 		errs = append(errs, fmt.Errorf("routes::templates: %w", err))
 	}

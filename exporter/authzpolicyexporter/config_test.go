@@ -42,6 +42,11 @@ func TestLoadConfig(t *testing.T) {
 		StatusCode:     []string{"http.response.status_code"},
 	}
 
+	signed := createDefaultConfig().(*Config)
+	signed.Signing = SigningConfig{KeyFile: "/etc/otelcol-authz/bundle-signing.pem", Algorithm: "ES256", KeyID: "authz"}
+	signedDefaults := createDefaultConfig().(*Config)
+	signedDefaults.Signing.KeyFile = "/etc/otelcol-authz/bundle-signing.pem"
+
 	tests := []struct {
 		id      component.ID
 		want    *Config
@@ -58,7 +63,13 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bucketless"), wantErr: "output::url: gs URL needs a bucket"},
 		{id: component.NewIDWithName(metadata.Type, "keep_on_file"), wantErr: "output::keep_revisions applies to object stores only"},
 		{id: component.NewIDWithName(metadata.Type, "bad_trust_domain"), wantErr: `trust_domains: "Example.org"`},
+		{id: component.NewIDWithName(metadata.Type, "no_evidence"), wantErr: "min_observations must be at least 1"},
+		{id: component.NewIDWithName(metadata.Type, "bad_shrink"), wantErr: "max_shrink: 1.5"},
 		{id: component.NewIDWithName(metadata.Type, "unknown_key"), wantErr: "flush_every"},
+		{id: component.NewIDWithName(metadata.Type, "signed"), want: signed},
+		{id: component.NewIDWithName(metadata.Type, "signed_defaults"), want: signedDefaults},
+		{id: component.NewIDWithName(metadata.Type, "bad_algorithm"), wantErr: `signing::algorithm: "PS256" is not supported`},
+		{id: component.NewIDWithName(metadata.Type, "empty_key_id"), wantErr: "signing::key_id must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {

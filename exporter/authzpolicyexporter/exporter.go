@@ -33,6 +33,8 @@ type authzExporter struct {
 	publisher publish.Publisher
 	state     storage.Client // nil without a storage extension
 	now       func() time.Time
+	// signing, when set, signs every bundle; the key is loaded once.
+	signing *render.SigningOptions
 
 	// learnedAny is set by the first learned span: until then an empty
 	// aggregate means "nothing seen yet", and publishing it would replace
@@ -43,6 +45,10 @@ type authzExporter struct {
 
 	flushMu      sync.Mutex
 	lastRevision string
+	guard        *shrinkGuard
+	// firstStart is when this exporter first started, kept in storage: a
+	// restart does not extend the learning period.
+	firstStart time.Time
 	// outage is set while publishing fails, so that an outage is logged
 	// when it starts and when it ends, not at every flush.
 	outage bool
@@ -56,6 +62,13 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 	if err != nil {
 		return nil, err
 	}
+	signing, err := cfg.Signing.load(cfg.Output.UnpackedDir)
+	if err != nil {
+		return nil, err
+	}
+	if signing != nil {
+		set.Logger.Info("Bundles will be signed", zap.String("algorithm", signing.Algorithm), zap.String("key_id", signing.KeyID))
+	}
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
@@ -67,11 +80,14 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		telemetry: tb,
 		extract:   x,
 		agg:       aggregate.New(cfg.MaxEntries),
+		guard:     newShrinkGuard(cfg.MaxShrink, cfg.Window),
+		signing:   signing,
 		now:       time.Now,
 	}, nil
 }
 
 func (e *authzExporter) start(ctx context.Context, host component.Host) error {
+	e.firstStart = e.now()
 	if err := e.restoreState(ctx, host); err != nil {
 		return err
 	}
@@ -80,6 +96,7 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	e.publisher = p
+	e.loadPublished(ctx)
 	e.stop = make(chan struct{})
 	e.done = make(chan struct{})
 	go e.loop()
@@ -168,6 +185,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 
 	e.logSkips()
 	expired := e.agg.Expire(e.now().Add(-e.cfg.Window))
+	e.guard.expiredKeys(expired)
 	e.saveState(ctx)
 	entries := e.agg.Len()
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
@@ -176,7 +194,11 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		return nil
 	}
 
-	b, err := render.Render(ctx, e.agg.Snapshot(), render.Options{CardinalityThreshold: e.cfg.Routes.CardinalityThreshold})
+	b, err := render.Render(ctx, e.evidenced(e.agg.Snapshot()), render.Options{
+		CardinalityThreshold: e.cfg.Routes.CardinalityThreshold,
+		Signing:              e.signing,
+		Audit:                e.cfg.LearningPeriod > 0 && e.now().Before(e.firstStart.Add(e.cfg.LearningPeriod)),
+	})
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
 		e.logger.Error("Rendering the bundle failed; the last published bundle stays", zap.Error(err))
@@ -188,6 +210,16 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	}
 	if b.Revision == e.lastRevision {
 		e.publishOutcome(ctx, "unchanged")
+		return nil
+	}
+	rules, err := render.ReadRules(b.Tarball)
+	if err != nil {
+		return fmt.Errorf("reading rendered rules: %w", err)
+	}
+	if unexplained, hold := e.guard.check(rules, e.now()); hold {
+		e.publishOutcome(ctx, "held_back")
+		e.logger.Warn("Holding back a bundle that would remove many allow rules without their access expiring; the published bundle stays until the access is seen again or a window passes",
+			zap.Int("rules_removed", unexplained), zap.Int("rules_published", len(e.guard.published)), zap.Float64("max_shrink", e.cfg.MaxShrink))
 		return nil
 	}
 	changed, err := e.publish(ctx, b)
@@ -205,6 +237,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.logger.Info("Publishing recovered", zap.String("revision", b.Revision))
 	}
 	e.lastRevision = b.Revision
+	e.guard.setPublished(rules)
 	if !changed {
 		e.publishOutcome(ctx, "unchanged")
 		return nil
@@ -214,8 +247,38 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		zap.String("revision", b.Revision),
 		zap.Int("rules", b.Rules),
 		zap.Int("entries", entries),
-		zap.Int("expired", expired))
+		zap.Int("expired", len(expired)))
 	return nil
+}
+
+// evidenced keeps the records with enough evidence to become rules.
+func (e *authzExporter) evidenced(recs []aggregate.Record) []aggregate.Record {
+	if e.cfg.MinObservations <= 1 {
+		return recs
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if r.Count >= uint64(e.cfg.MinObservations) {
+			kept = append(kept, r)
+		}
+	}
+	return kept
+}
+
+// loadPublished reads the rules of the bundle already in place, the shrink
+// guard's reference after a restart.
+func (e *authzExporter) loadPublished(ctx context.Context) {
+	raw, err := e.publisher.Fetch(ctx)
+	if err == nil && raw != nil {
+		var rules []render.Rule
+		if rules, err = render.ReadRules(raw); err == nil {
+			e.guard.setPublished(rules)
+			return
+		}
+	}
+	if err != nil {
+		e.logger.Warn("Could not read the bundle in place; the shrink guard starts without a reference", zap.Error(err))
+	}
 }
 
 // publish retries with jittered exponential backoff until it succeeds or

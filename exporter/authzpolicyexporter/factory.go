@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 )
 
 // NewFactory returns the factory for the authz_policy exporter.
@@ -32,8 +33,11 @@ func createDefaultConfig() component.Config {
 		FlushInterval:   30 * time.Second,
 		Window:          168 * time.Hour,
 		MaxEntries:      100_000,
+		MaxShrink:       0.2,
+		MinObservations: 1,
 		SkipStatusCodes: []int{401, 403, 404, 405},
 		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz", Timeout: 30 * time.Second},
+		Signing:         SigningConfig{Algorithm: render.RS256, KeyID: "default"},
 		Routes: RoutesConfig{
 			CardinalityThreshold: 10,
 			MaxPathLength:        2048,

@@ -3,14 +3,19 @@ package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/ex
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
 )
 
-// stateKey is where the aggregate is kept in the storage extension.
-const stateKey = "aggregate"
+// Keys in the storage extension: the aggregate, and when the exporter first
+// started (the start of the learning period).
+const (
+	stateKey      = "aggregate"
+	firstStartKey = "first_start"
+)
 
 // restoreState connects to the configured storage extension and restores
 // the aggregate saved by an earlier run, so that a restart (or a crash)
@@ -32,6 +37,9 @@ func (e *authzExporter) restoreState(ctx context.Context, host component.Host) e
 		return fmt.Errorf("storage: %w", err)
 	}
 	e.state = client
+	if err := e.restoreFirstStart(ctx); err != nil {
+		return err
+	}
 	data, err := client.Get(ctx, stateKey)
 	if err != nil {
 		return fmt.Errorf("storage: reading the aggregate: %w", err)
@@ -65,4 +73,18 @@ func (e *authzExporter) saveState(ctx context.Context) {
 	if err != nil {
 		e.logger.Warn("Saving the aggregate failed; a restart would lose what was learned since the last save", zap.Error(err))
 	}
+}
+
+// restoreFirstStart reads the first start time, or records this start as
+// the first.
+func (e *authzExporter) restoreFirstStart(ctx context.Context) error {
+	raw, err := e.state.Get(ctx, firstStartKey)
+	if err != nil {
+		return fmt.Errorf("storage: reading the first start: %w", err)
+	}
+	if t, perr := time.Parse(time.RFC3339Nano, string(raw)); raw != nil && perr == nil {
+		e.firstStart = t
+		return nil
+	}
+	return e.state.Set(ctx, firstStartKey, []byte(e.firstStart.UTC().Format(time.RFC3339Nano)))
 }

@@ -12,8 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Query is OPA-Envoy's default decision.
-const Query = "data.envoy.authz.allow"
+// Query is OPA-Envoy's default decision; DecisionQuery the object decision
+// (allowed, response headers) that audit mode uses.
+const (
+	Query         = "data.envoy.authz.allow"
+	DecisionQuery = "data.envoy.authz.decision"
+)
 
 // Request is what Envoy's ext_authz check carries that the policy reads.
 type Request struct {
@@ -52,8 +56,9 @@ func (r Request) Input() map[string]any {
 
 // Policy is a bundle loaded into OPA, ready for decisions.
 type Policy struct {
-	t     testing.TB
-	query rego.PreparedEvalQuery
+	t        testing.TB
+	query    rego.PreparedEvalQuery
+	decision rego.PreparedEvalQuery
 }
 
 // Load reads a bundle.tar.gz and prepares the decision.
@@ -63,7 +68,20 @@ func Load(t testing.TB, tarball []byte) *Policy {
 	require.NoError(t, err)
 	q, err := rego.New(rego.Query(Query), rego.ParsedBundle("authz", &b)).PrepareForEval(context.Background())
 	require.NoError(t, err)
-	return &Policy{t: t, query: q}
+	d, err := rego.New(rego.Query(DecisionQuery), rego.ParsedBundle("authz", &b)).PrepareForEval(context.Background())
+	require.NoError(t, err)
+	return &Policy{t: t, query: q, decision: d}
+}
+
+// Decision evaluates the object decision for r.
+func (p *Policy) Decision(r Request) map[string]any {
+	p.t.Helper()
+	rs, err := p.decision.Eval(context.Background(), rego.EvalInput(r.Input()))
+	require.NoError(p.t, err)
+	require.Len(p.t, rs, 1)
+	d, ok := rs[0].Expressions[0].Value.(map[string]any)
+	require.True(p.t, ok, "decision is not an object: %v", rs[0].Expressions[0].Value)
+	return d
 }
 
 // Allowed evaluates the decision for r; it fails the test unless the

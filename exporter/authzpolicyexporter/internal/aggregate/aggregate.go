@@ -82,18 +82,18 @@ func (a *Aggregate) Observe(obs []Record) (dropped int) {
 	return dropped
 }
 
-// Expire forgets keys last seen before cutoff and returns how many.
-func (a *Aggregate) Expire(cutoff time.Time) int {
+// Expire forgets keys last seen before cutoff and returns them.
+func (a *Aggregate) Expire(cutoff time.Time) []Key {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := 0
+	var gone []Key
 	for k, s := range a.entries {
 		if s.LastSeen.Before(cutoff) {
 			delete(a.entries, k)
-			n++
+			gone = append(gone, k)
 		}
 	}
-	return n
+	return gone
 }
 
 // Len returns the number of keys.

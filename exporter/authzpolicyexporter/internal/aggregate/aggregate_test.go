@@ -117,7 +117,7 @@ func TestCap(t *testing.T) {
 	assert.Equal(t, uint64(3), a.dropped, "refusals accumulate")
 
 	// Expiry makes room again.
-	assert.Equal(t, 1, a.Expire(at(1)))
+	assert.Len(t, a.Expire(at(1)), 1)
 	assert.Zero(t, a.Observe([]Record{rec(k4, 1, at(5), at(5))}))
 	assert.Equal(t, []Key{k1, k4}, keysOf(a.Snapshot()))
 }
@@ -133,21 +133,21 @@ func TestExpire(t *testing.T) {
 	old, edge, fresh := key("d", "s", "GET", "/old"), key("d", "s", "GET", "/edge"), key("d", "s", "GET", "/fresh")
 	a.Observe([]Record{rec(old, 1, at(0), at(1)), rec(edge, 1, at(0), at(5)), rec(fresh, 1, at(0), at(9))})
 
-	assert.Zero(t, a.Expire(at(0)))
-	assert.Equal(t, 1, a.Expire(at(5)), "LastSeen equal to the cutoff is kept")
+	assert.Empty(t, a.Expire(at(0)))
+	assert.Len(t, a.Expire(at(5)), 1, "LastSeen equal to the cutoff is kept")
 	assert.Equal(t, []Key{edge, fresh}, keysOf(a.Snapshot()))
 
 	// A re-observation refreshes LastSeen and saves the key.
 	a.Observe([]Record{rec(edge, 1, at(20), at(20))})
-	assert.Equal(t, 1, a.Expire(at(10)))
+	assert.Len(t, a.Expire(at(10)), 1)
 	assert.Equal(t, []Key{edge}, keysOf(a.Snapshot()))
 
 	// Late, older evidence never moves LastSeen back.
 	a.Observe([]Record{rec(edge, 1, at(1), at(1))})
-	assert.Zero(t, a.Expire(at(20)))
-	assert.Equal(t, 1, a.Expire(at(21)))
+	assert.Empty(t, a.Expire(at(20)))
+	assert.Len(t, a.Expire(at(21)), 1)
 	assert.Zero(t, a.Len())
-	assert.Zero(t, a.Expire(at(100)))
+	assert.Empty(t, a.Expire(at(100)))
 }
 
 // TestSnapshotIsACopy checks that neither the caller's batch nor a snapshot
@@ -278,7 +278,7 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	assert.LessOrEqual(t, a.Len(), maxKeys)
-	assert.Zero(t, a.Expire(at(0)), "nothing was last seen before minute 0")
+	assert.Empty(t, a.Expire(at(0)), "nothing was last seen before minute 0")
 	a.Expire(at(1000))
 	assert.Zero(t, a.Len())
 }

@@ -70,7 +70,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.AuthzPolicyPublishes, err = builder.meter.Int64Counter(
 		"otelcol_authz_policy_publishes",
-		metric.WithDescription("Bundle publications, by outcome (attribute `outcome`: published, unchanged or failed). [Alpha]"),
+		metric.WithDescription("Bundle publications, by outcome (attribute `outcome`: published, unchanged, failed or held_back). [Alpha]"),
 		metric.WithUnit("{bundle}"),
 	)
 	errs = errors.Join(errs, err)

@@ -38,7 +38,7 @@ func AssertEqualAuthzPolicyAggregateEntries(t *testing.T, tt *componenttest.Tele
 func AssertEqualAuthzPolicyPublishes(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_authz_policy_publishes",
-		Description: "Bundle publications, by outcome (attribute `outcome`: published, unchanged or failed). [Alpha]",
+		Description: "Bundle publications, by outcome (attribute `outcome`: published, unchanged, failed or held_back). [Alpha]",
 		Unit:        "{bundle}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

@@ -144,5 +144,14 @@ func (p *Blob) prune(ctx context.Context) error {
 	return nil
 }
 
+// Fetch reads the bundle in place.
+func (p *Blob) Fetch(ctx context.Context) ([]byte, error) {
+	b, err := p.bucket.ReadAll(ctx, BundleName)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return nil, nil
+	}
+	return b, err
+}
+
 // Close releases the bucket.
 func (p *Blob) Close() error { return p.bucket.Close() }

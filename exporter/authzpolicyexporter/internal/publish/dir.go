@@ -27,6 +27,8 @@ type Publisher interface {
 	// Publish reports false, and writes nothing, when the bundle in place
 	// already has the same revision.
 	Publish(ctx context.Context, b *render.Bundle) (changed bool, err error)
+	// Fetch returns the bundle in place, or nil if there is none.
+	Fetch(ctx context.Context) ([]byte, error)
 	Close() error
 }
 
@@ -66,6 +68,15 @@ func NewDir(dir string) *Dir { return &Dir{dir: dir} }
 // Publish writes b unless the file in place already has the same bytes.
 func (d *Dir) Publish(_ context.Context, b *render.Bundle) (bool, error) {
 	return writeIfChanged(filepath.Join(d.dir, BundleName), b.Tarball)
+}
+
+// Fetch reads the bundle in place.
+func (d *Dir) Fetch(context.Context) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(d.dir, BundleName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
 }
 
 // Close does nothing.

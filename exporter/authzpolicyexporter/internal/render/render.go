@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -43,6 +44,15 @@ const (
 type Options struct {
 	// CardinalityThreshold is route.Generalize's threshold.
 	CardinalityThreshold int
+	// Audit renders a bundle that allows every request and marks, in its
+	// object decision, those the learned policy would deny.
+	Audit bool
+	// Signing, when set, signs the bundle: the tarball and Files gain
+	// /.signatures.json. RS256 and HS256 signatures are deterministic, so
+	// the same aggregate and key still give the same bytes; ES256
+	// signatures differ from one render to the next, but the revision,
+	// which never depends on the signature, stays the same.
+	Signing *SigningOptions
 }
 
 // Bundle is a rendered policy.
@@ -54,6 +64,8 @@ type Bundle struct {
 	Tarball []byte
 	// Files is the same bundle unpacked, with one data.json per destination,
 	// for reviewing changes in version control. Paths are slash-separated.
+	// A signed bundle's Files carry their own .signatures.json (see
+	// SigningOptions.FilesDir).
 	Files map[string][]byte
 	// Rules counts (destination, source, method, route) grants after
 	// generalization; Skipped counts records that could not be rendered.
@@ -139,9 +151,19 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 		if err != nil {
 			return nil, err
 		}
-		out.Files[path.Join(append([]string{grantsPath}, segs...)...)+"/data.json"] = append(file, '\n')
+		name := path.Join(append([]string{grantsPath}, segs...)...) + "/data.json"
+		if name != grantsPath+"/"+strings.Join(segs, "/")+"/data.json" {
+			// Validate keeps dot segments out of IDs; never write outside grants/.
+			return nil, fmt.Errorf("destination %q does not map to a file below %s", d, grantsPath)
+		}
+		out.Files[name] = append(file, '\n')
 	}
-	data := map[string]any{"envoy": map[string]any{"authz": map[string]any{"grants": grants}}}
+	mode := "enforce"
+	if opts.Audit {
+		mode = "audit"
+	}
+	data := map[string]any{"envoy": map[string]any{"authz": map[string]any{"grants": grants, "mode": mode}}}
+	out.Files[Root+"/data.json"] = []byte(`{"mode": "` + mode + "\"}\n")
 
 	canonical, err := json.Marshal(data)
 	if err != nil {
@@ -160,17 +182,24 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	if err := compile(ctx, b); err != nil {
 		return nil, fmt.Errorf("rendered bundle does not compile: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
-		return nil, err
-	}
-	out.Tarball = buf.Bytes()
 	manifest, err := json.MarshalIndent(b.Manifest, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	out.Files[bundle.ManifestExt] = append(manifest, '\n')
 	out.Files[policyPath] = Policy
+	if opts.Signing != nil {
+		// After the revision, which never depends on the signature, and
+		// before writing, so that the tarball carries /.signatures.json.
+		if err := sign(b, out.Files, opts.Signing); err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
+		return nil, err
+	}
+	out.Tarball = buf.Bytes()
 	return out, nil
 }
 

@@ -212,3 +212,23 @@ func TestDecisions(t *testing.T) {
 		})
 	}
 }
+
+// Audit mode allows everything and marks what the learned policy would
+// deny; enforce mode's object decision agrees with the boolean one.
+func TestAuditMode(t *testing.T) {
+	seen := request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/summary"}
+	unseen := request{Destination: balances, Source: payments, Method: "GET", Path: "/balances/summary"}
+
+	enforce := opatest.Load(t, mustRender(t, bank()).Tarball)
+	assert.Equal(t, map[string]any{"allowed": true}, enforce.Decision(seen))
+	assert.Equal(t, map[string]any{"allowed": false}, enforce.Decision(unseen))
+	assert.False(t, enforce.Allowed(unseen))
+
+	b, err := Render(context.Background(), bank(), Options{CardinalityThreshold: 10, Audit: true})
+	require.NoError(t, err)
+	assert.NotEqual(t, mustRender(t, bank()).Revision, b.Revision, "switching modes publishes a new bundle")
+	audit := opatest.Load(t, b.Tarball)
+	assert.True(t, audit.Allowed(unseen))
+	assert.Equal(t, map[string]any{"allowed": true}, audit.Decision(seen))
+	assert.Equal(t, map[string]any{"allowed": true, "response_headers_to_add": map[string]any{"x-authz-policy": "would-deny"}}, audit.Decision(unseen))
+}

@@ -116,7 +116,7 @@ func (n *node) collapse(depth, threshold int) {
 		n.lit[v].walk(nil, &own)
 		for _, sfx := range own {
 			// Generalizing only widens, so some route covers sfx.
-			i := slices.IndexFunc(general, func(g Route) bool { return covers(g, sfx) })
+			i := slices.IndexFunc(general, func(g Route) bool { return Covers(g, sfx) })
 			k := general[i].String()
 			cover[k] = general[i]
 			if groups[k] == nil {
@@ -147,8 +147,8 @@ func (n *node) collapse(depth, threshold int) {
 	}
 }
 
-// covers reports whether route g admits every path route r admits.
-func covers(g, r Route) bool {
+// Covers reports whether route g admits every path route r admits.
+func Covers(g, r Route) bool {
 	if len(g) != len(r) {
 		return false
 	}

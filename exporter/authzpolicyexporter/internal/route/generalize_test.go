@@ -237,7 +237,7 @@ func TestGeneralizeProperties(t *testing.T) {
 		for _, r := range in {
 			found := false
 			for _, o := range got {
-				if covers(o, r) {
+				if Covers(o, r) {
 					found = true
 					break
 				}

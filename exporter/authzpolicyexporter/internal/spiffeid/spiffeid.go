@@ -41,6 +41,11 @@ func Validate(id string) error {
 			return invalidChar(id, i, "trust domain")
 		}
 	}
+	// A trust domain is a DNS-like name: "." and ".." would also be path
+	// elements wherever IDs become file names (the unpacked bundle).
+	if td[0] == '.' || td[len(td)-1] == '.' {
+		return invalid(id, "trust domain starts or ends with '.'")
+	}
 	if !hasPath {
 		return nil
 	}

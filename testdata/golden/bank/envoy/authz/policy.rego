@@ -8,11 +8,31 @@
 #   This file is the same for every bundle: observed values never become code.
 package envoy.authz
 
+# The decision at OPA-Envoy's default path. In audit mode (a learning
+# period) every request is allowed; use the decision path
+# envoy/authz/decision to see which ones the learned policy would deny.
 default allow := false
 
-allow if grant.paths[request_path]
+allow if learned
 
-allow if {
+allow if data.envoy.authz.mode == "audit"
+
+# An object decision for opa-envoy-plugin: in audit mode a request the
+# learned policy would deny is allowed and marked with a response header.
+decision := {"allowed": allow, "response_headers_to_add": would_deny_header} if {
+	not learned
+	data.envoy.authz.mode == "audit"
+} else := {"allowed": allow}
+
+would_deny_header := {"x-authz-policy": "would-deny"}
+
+# The learned policy: the caller was observed calling the callee with this
+# method on a matching route.
+default learned := false
+
+learned if grant.paths[request_path]
+
+learned if {
 	some template in grant.templates[format_int(count(segments), 10)]
 	every i, want in template {
 		segment_matches(want, segments[i])

@@ -1,0 +1,650 @@
+package authzpolicyexporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
+)
+
+// The adversarial corpus: spans crafted to smuggle code, traversal,
+// identities or sheer size through ingest. Each case names the reason the
+// span must be skipped for, or learned; requests that must be allowed
+// afterwards (learned cases only); and requests that must not be. Learned
+// cases are also probed automatically with near misses: another caller,
+// the same names in a foreign trust domain, another method, a sibling
+// callee, a longer path, dot segments and (for literal routes) a sibling
+// literal and the parent.
+
+const (
+	advCaller   = "spiffe://example.org/ns/adv/sa/caller"
+	advAdmin    = "spiffe://example.org/ns/adv/sa/admin"
+	advAttacker = "spiffe://example.org/ns/adv/sa/attacker"
+	advVictim   = "spiffe://example.org/ns/adv/sa/victim"
+	advIntruder = "spiffe://example.org/ns/adv/sa/intruder"
+	mib         = 1 << 20
+)
+
+// advDst is a callee of its own for one case, so that what one case learns
+// never explains what another allows.
+func advDst(name string) string { return "spiffe://example.org/ns/adv/sa/" + name }
+
+// istio is an XFCC element as Istio's Envoy writes it.
+func istio(dst, src string) string {
+	return "By=" + dst + ";Hash=1f2e3d4c;Subject=\"\";URI=" + src
+}
+
+type advCase struct {
+	name string
+	// attrs are the span's attributes, res its resource's (pcommon's
+	// FromRaw: []byte is a bytes value, []any a slice).
+	attrs, res map[string]any
+	want       reason
+	// literal says the learned route is the allowed request's path itself,
+	// so siblings and the parent must be denied too.
+	literal bool
+	allow   []opatest.Request
+	deny    []opatest.Request
+}
+
+func get(dst, src, path string) opatest.Request {
+	return opatest.Request{Destination: dst, Source: src, Method: "GET", Path: path}
+}
+
+// pathCase is a GET from advCaller to a callee of its own, with the XFCC
+// header as the semantic conventions carry it.
+func pathCase(name, path string, want reason, literal bool, allow []string, deny ...string) advCase {
+	dst := advDst(name)
+	c := advCase{
+		name:    name,
+		attrs:   map[string]any{"http.request.header.x-forwarded-client-cert": istio(dst, advCaller), "http.request.method": "GET", "url.path": path},
+		want:    want,
+		literal: literal,
+	}
+	for _, p := range allow {
+		c.allow = append(c.allow, get(dst, advCaller, p))
+	}
+	for _, p := range deny {
+		c.deny = append(c.deny, get(dst, advCaller, p))
+	}
+	return c
+}
+
+// xfccCase is a GET /ok with the given XFCC attribute value.
+func xfccCase(name string, header any, want reason, allow []opatest.Request, deny ...opatest.Request) advCase {
+	return advCase{
+		name:  name,
+		attrs: map[string]any{"http.request.header.x-forwarded-client-cert": header, "http.request.method": "GET", "url.path": "/ok"},
+		want:  want, literal: true, allow: allow, deny: deny,
+	}
+}
+
+func ok(dst, src string) opatest.Request { return get(dst, src, "/ok") }
+
+func adversarialCorpus() []advCase {
+	huge := strings.Repeat("a", mib)
+	var cases []advCase
+	add := func(c ...advCase) { cases = append(cases, c...) }
+
+	// Code, quotes and braces in paths: refused unless escaped, and then a
+	// literal that matches only its own spelling.
+	add(
+		pathCase("quote", `/a"b`, reasonInvalidPath, false, nil, `/a"b`, "/a", "/a%22b"),
+		pathCase("brace", "/a{b}", reasonInvalidPath, false, nil, "/a{b}", "/a", "/ab"),
+		pathCase("wildcard-spelled", "/users/{int}", reasonInvalidPath, false, nil, "/users/{int}", "/users/1", "/users"),
+		pathCase("newline", "/a\nb", reasonInvalidPath, false, nil, "/a\nb", "/a", "/b"),
+		pathCase("cr-nul-tab", "/a\r\x00\tb", reasonInvalidPath, false, nil, "/a", "/b"),
+		pathCase("rego-keywords", "/import/package", learned, true, []string{"/import/package", "/import/package?x=1"},
+			"/import", "/package", "/import/Package", "/import/%70ackage", "/import/package#x"),
+		pathCase("rego-code-raw", "/default allow := true", reasonInvalidPath, false, nil,
+			"/default allow := true", "/default", "/"),
+		pathCase("rego-code-escaped", "/default%20allow%20%3A%3D%20true", learned, true,
+			[]string{"/default%20allow%20%3A%3D%20true"},
+			"/default allow := true", "/default%20allow%20%3a%3d%20true", "/default%20allow", "/"),
+		pathCase("json-escaped", "/x/%22%7D%5D%7D", learned, true, []string{"/x/%22%7D%5D%7D"}, `/x/"}]}`, "/x"),
+		pathCase("escaped-newline", "/allow/%0A", reasonInvalidPath, false, nil, "/allow/%0A", "/allow/\n", "/allow"),
+		pathCase("callers-key", "/@callers/paths", learned, true, []string{"/@callers/paths"}, "/@callers", "/@callers/templates"),
+	)
+
+	// Dot segments and percent tricks.
+	for _, tc := range []struct {
+		name, path string
+		want       reason
+	}{
+		{"dotdot", "/a/../admin", reasonPathTraversal},
+		{"dot", "/a/./admin", reasonPathTraversal},
+		{"pct-dotdot", "/a/%2e%2e/admin", reasonPathTraversal},
+		{"pct-dotdot-upper", "/a/%2E%2E/admin", reasonPathTraversal},
+		{"pct-mixed", "/a/.%2e/admin", reasonPathTraversal},
+		{"pct-dot", "/a/%2e/admin", reasonPathTraversal},
+		{"double-encoded", "/a/%252e%252e/admin", reasonInvalidPath},
+		{"overlong-utf8", "/a/%c0%ae%c0%ae/admin", reasonInvalidPath},
+		{"dotdot-semicolon", "/a/..;/admin", reasonPathTraversal},
+		{"dotdot-params", "/a/..;jsessionid=1/admin", reasonPathTraversal},
+		{"pct-dotdot-params", "/a/%2e%2e;x=1/admin", reasonPathTraversal},
+		{"escaped-slash", "/a/..%2fadmin", reasonInvalidPath},
+		{"escaped-backslash", "/a/%5c../admin", reasonInvalidPath},
+		{"backslash", `/a/..\admin`, reasonInvalidPath},
+		{"u-escape", "/a/%u002e%u002e/admin", reasonInvalidPath},
+		{"truncated-escape", "/a/%2", reasonInvalidPath},
+		{"escaped-nul", "/a/%00/admin", reasonInvalidPath},
+		{"no-leading-slash", "a/../admin", reasonInvalidPath},
+		{"asterisk", "*", reasonInvalidPath},
+		{"leading-dotdot", "/../admin", reasonPathTraversal},
+	} {
+		add(pathCase(tc.name, tc.path, tc.want, false, nil,
+			tc.path, "/admin", "/a/admin", "/a", "/a/../admin", "/a/%2e%2e/admin", "/"))
+	}
+	add(
+		// Three dots are a name, not a dot segment: learned, and only
+		// that name.
+		pathCase("three-dots", "/a/.../admin", learned, true, []string{"/a/.../admin"}, "/a/../admin", "/admin", "/a/admin"),
+		// The query and fragment are dropped before anything else.
+		pathCase("query-traversal", "/q?x=/../admin", learned, true, []string{"/q", "/q?y=2"}, "/admin", "/q/../admin", "/q/admin"),
+		pathCase("fragment-traversal", "/f#/../admin", learned, true, []string{"/f"}, "/admin", "/f#/../admin", "/f/admin"),
+		pathCase("double-slash", "//admin", learned, true, []string{"//admin"}, "/admin", "///admin"),
+		pathCase("empty-path", "", reasonNoPath, false, nil, "/", ""),
+		// Pixie's redaction.
+		pathCase("redacted", "/users/<id>", learned, false, []string{"/users/0a1b2c", "/users/4711"},
+			"/users/admin", "/users/<id>", "/users/0a1b2c/x", "/users", "/users/..", "/users/%2e%2e", "/users/"),
+		pathCase("partly-redacted", "/users/x<id>", reasonRedactedPath, false, nil, "/users/x<id>", "/users/x0a1b2c", "/users/admin"),
+		pathCase("redacted-first", "/<id>/x", reasonInvalidPath, false, nil, "/<id>/x", "/0a1b2c/x"),
+		pathCase("escaped-redaction", "/users/%3Cid%3E", learned, true, []string{"/users/%3Cid%3E"}, "/users/<id>", "/users/0a1b2c", "/users/4711"),
+		// A typed wildcard from a number admits numbers only.
+		pathCase("int-wildcard", "/orders/4711", learned, false, []string{"/orders/4711", "/orders/1"},
+			"/orders/admin", "/orders/4711/x", "/orders/-1", "/orders/1.5", "/orders/%34", "/orders/", "/orders/4711;x", "/orders"),
+	)
+
+	// Invalid UTF-8, also as bytes values.
+	add(
+		pathCase("invalid-utf8", "/a/\xff\xfe", reasonInvalidPath, false, nil, "/a/\xff\xfe", "/a/", "/a"),
+		pathCase("escaped-invalid-utf8", "/a/%ff%fe", reasonInvalidPath, false, nil, "/a/%ff%fe", "/a"),
+		advCase{
+			name:  "bytes-path-invalid",
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("bytes-path-invalid"), advCaller), "http.request.method": "GET", "url.path": []byte("/a/\xff")},
+			want:  reasonInvalidPath,
+			deny:  []opatest.Request{get(advDst("bytes-path-invalid"), advCaller, "/a/\xff"), get(advDst("bytes-path-invalid"), advCaller, "/a")},
+		},
+		advCase{
+			name:    "bytes-values",
+			attrs:   map[string]any{"http.request.header.x-forwarded-client-cert": []byte(istio(advDst("bytes-values"), advCaller)), "http.request.method": "GET", "url.path": []byte("/bytes/ok")},
+			want:    learned,
+			literal: true,
+			allow:   []opatest.Request{get(advDst("bytes-values"), advCaller, "/bytes/ok")},
+		},
+		xfccCase("bytes-xfcc-invalid-utf8", []byte(istio(advDst("bytes-xfcc-invalid-utf8")+"\xff", advCaller)), reasonInvalidIdentity, nil,
+			ok(advDst("bytes-xfcc-invalid-utf8"), advCaller)),
+		xfccCase("xfcc-invalid-utf8", istio("spiffe://example.org/ns/adv/sa/\xc0\xae", advCaller), reasonInvalidIdentity, nil,
+			ok("spiffe://example.org/ns/adv/sa/.", advCaller), ok("spiffe://example.org/ns/adv/sa", advCaller)),
+		xfccCase("xfcc-utf8-subject", "By="+advDst("utf8-subject")+";Subject=\"CN=J\xc3\xb6rg\xff\";URI="+advCaller, learned,
+			[]opatest.Request{ok(advDst("utf8-subject"), advCaller)}),
+	)
+
+	// Megabytes.
+	add(
+		pathCase("huge-path", "/"+huge, reasonPathTooLong, false, nil, "/"+huge, "/"+huge[:100], "/"),
+		pathCase("huge-segments", strings.Repeat("/a", mib/2), reasonPathTooLong, false, nil, "/a", "/a/a"),
+		pathCase("too-many-segments", strings.Repeat("/a", 33), reasonPathTooLong, false, nil, strings.Repeat("/a", 33), "/a"),
+		pathCase("huge-query", "/short?"+huge, learned, true, []string{"/short"}, "/short/x", "/"),
+		xfccCase("huge-xfcc", "Subject=\""+huge+"\";"+istio(advDst("huge-xfcc"), advCaller), reasonMalformedXFCC, nil,
+			ok(advDst("huge-xfcc"), advCaller)),
+		xfccCase("huge-xfcc-array", []any{huge, istio(advDst("huge-xfcc-array"), advCaller)}, reasonMalformedXFCC, nil,
+			ok(advDst("huge-xfcc-array"), advCaller)),
+		xfccCase("many-elements", strings.Repeat(istio(advVictim, advAdmin)+",", 70)+istio(advDst("many-elements"), advCaller),
+			reasonMalformedXFCC, nil, ok(advDst("many-elements"), advCaller), ok(advVictim, advAdmin)),
+		xfccCase("many-pairs", strings.Repeat("DNS=x;", 70)+istio(advDst("many-pairs"), advCaller), reasonMalformedXFCC, nil,
+			ok(advDst("many-pairs"), advCaller)),
+		advCase{
+			name:  "huge-method",
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("huge-method"), advCaller), "http.request.method": strings.Repeat("G", mib), "url.path": "/ok"},
+			want:  reasonInvalidMethod,
+			deny:  []opatest.Request{ok(advDst("huge-method"), advCaller)},
+		},
+		advCase{
+			name:  "huge-url",
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("huge-url"), advCaller), "http.request.method": "GET", "url.full": "http://h/" + huge},
+			want:  reasonPathTooLong,
+			deny:  []opatest.Request{get(advDst("huge-url"), advCaller, "/")},
+		},
+		advCase{
+			name: "huge-http-route",
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("huge-http-route"), advCaller), "http.request.method": "GET",
+				"url.path": "/items/4711", "http.route": "/items/{" + huge + "}"},
+			want:  learned,
+			allow: []opatest.Request{get(advDst("huge-http-route"), advCaller, "/items/4711"), get(advDst("huge-http-route"), advCaller, "/items/1")},
+			deny:  []opatest.Request{get(advDst("huge-http-route"), advCaller, "/items/admin"), get(advDst("huge-http-route"), advCaller, "/items")},
+		},
+		advCase{
+			name: "huge-headers-json",
+			attrs: map[string]any{"http.req_headers": `{"cookie":"` + huge + `","x-forwarded-client-cert":` + jsonString(istio(advDst("huge-headers-json"), advCaller)) + `}`,
+				"http.method": "GET", "http.target": "/ok"},
+			want: learned, literal: true,
+			allow: []opatest.Request{ok(advDst("huge-headers-json"), advCaller)},
+		},
+	)
+
+	// SPIFFE IDs that are not exactly one canonical ID.
+	for _, tc := range []struct {
+		name, header string
+		want         reason
+	}{
+		{"id-comma-quoted", `By="` + advDst("c") + `,x";URI=` + advCaller, reasonInvalidIdentity},
+		{"id-comma-raw", "By=" + advDst("c") + ",x;URI=" + advCaller, reasonMalformedXFCC},
+		{"id-semicolon-quoted", `By="` + advDst("c") + `;x";URI=` + advCaller, reasonInvalidIdentity},
+		{"id-equals", "By=" + advDst("c") + "=x;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-quote-escaped", `By="` + advDst("c") + `\"";URI=` + advCaller, reasonInvalidIdentity},
+		{"id-quote-raw", "By=" + advDst("c") + `";URI=` + advCaller, reasonMalformedXFCC},
+		{"id-space", "By=" + advDst("c") + " x;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-brace", "By=" + advDst("c") + "{x};URI=" + advCaller, reasonInvalidIdentity},
+		{"id-newline", "By=" + advDst("c") + "\nx;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-upper-trust-domain", "By=spiffe://EXAMPLE.org/ns/adv/sa/c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-upper-scheme", "By=SPIFFE://example.org/ns/adv/sa/c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-trailing-slash", "By=" + advDst("c") + "/;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-dot-segment", "By=spiffe://example.org/ns/adv/sa/x/../c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-percent", "By=spiffe://example.org/ns/adv/sa/%63;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-empty-segment", "By=spiffe://example.org/ns/adv//sa/c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-empty-trust-domain", "By=spiffe:///ns/adv/sa/c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-port", "By=spiffe://example.org:443/ns/adv/sa/c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-userinfo", "By=spiffe://admin@example.org/ns/adv/sa/c;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-query", "By=" + advDst("c") + "?x;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-callers-key", "By=spiffe://example.org/ns/adv/sa/@callers;URI=" + advCaller, reasonInvalidIdentity},
+		{"id-too-long", "By=spiffe://example.org/" + strings.Repeat("a", 3000) + ";URI=" + advCaller, reasonInvalidIdentity},
+		{"src-comma-quoted", "By=" + advDst("c") + `;URI="` + advCaller + `,x"`, reasonInvalidIdentity},
+		{"src-upper-trust-domain", "By=" + advDst("c") + ";URI=spiffe://Example.org/ns/adv/sa/caller", reasonInvalidIdentity},
+		{"src-trailing-slash", "By=" + advDst("c") + ";URI=" + advCaller + "/", reasonInvalidIdentity},
+		{"src-space-inside", "By=" + advDst("c") + `;URI="spiffe://example.org/ns/adv/sa/call er"`, reasonInvalidIdentity},
+		{"src-empty", "By=" + advDst("c") + ";URI=", reasonNoIdentity},
+		{"src-not-spiffe", "By=" + advDst("c") + ";URI=https://example.org/ns/adv/sa/caller", reasonNoIdentity},
+		{"unterminated-quote", "By=" + advDst("c") + `;URI="` + advCaller, reasonMalformedXFCC},
+		{"no-equals", "By=" + advDst("c") + ";URI", reasonMalformedXFCC},
+		{"empty-element", istio(advDst("c"), advCaller) + ",", reasonMalformedXFCC},
+		{"garbage", `}{"allow":true}`, reasonMalformedXFCC},
+		{"empty", "", reasonMalformedXFCC},
+	} {
+		add(xfccCase(tc.name, tc.header, tc.want, nil,
+			ok(advDst("c"), advCaller), ok(advDst("c")+"/x", advCaller), ok("spiffe://example.org/ns/adv/sa/x", advCaller)))
+	}
+
+	// Identities on the current hop only, and exactly one of each.
+	add(
+		xfccCase("earlier-element", istio(advVictim, advAdmin)+","+istio(advDst("earlier-element"), advAttacker), learned,
+			[]opatest.Request{ok(advDst("earlier-element"), advAttacker)},
+			ok(advVictim, advAdmin), ok(advVictim, advAttacker), ok(advDst("earlier-element"), advAdmin),
+			// The policy, too, reads the last element only.
+			opatest.Request{Header: istio(advDst("earlier-element"), advAttacker) + "," + istio(advDst("earlier-element"), advAdmin), Method: "GET", Path: "/ok"}),
+		xfccCase("earlier-element-array", []any{istio(advVictim, advAdmin), istio(advDst("earlier-element-array"), advAttacker)}, learned,
+			[]opatest.Request{ok(advDst("earlier-element-array"), advAttacker)},
+			ok(advVictim, advAdmin), ok(advDst("earlier-element-array"), advAdmin)),
+		xfccCase("earlier-element-in-subject", "By="+advDst("subject-comma")+";Subject=\"CN=x,By="+advVictim+";URI="+advAdmin+"\";URI="+advAttacker, learned,
+			[]opatest.Request{ok(advDst("subject-comma"), advAttacker)},
+			ok(advVictim, advAdmin), ok(advVictim, advAttacker), ok(advDst("subject-comma"), advAdmin),
+			opatest.Request{Header: "By=" + advDst("subject-comma") + ";URI=" + advAdmin + ";Subject=\"x,By=" + advDst("subject-comma") + ";URI=" + advAttacker + "\"", Method: "GET", Path: "/ok"}),
+		xfccCase("subject-claims-uri", "By="+advDst("subject-claims")+`;Subject="\";URI=`+advAdmin+`";URI=`+advAttacker, learned,
+			[]opatest.Request{ok(advDst("subject-claims"), advAttacker)},
+			ok(advDst("subject-claims"), advAdmin)),
+		xfccCase("subject-only-identity", "By="+advDst("subject-only")+`;Subject="URI=`+advAdmin+`"`, reasonNoIdentity, nil,
+			ok(advDst("subject-only"), advAdmin)),
+		xfccCase("subject-is-spiffe", "By="+advDst("subject-spiffe")+`;Subject="`+advAdmin+`"`, reasonNoIdentity, nil,
+			ok(advDst("subject-spiffe"), advAdmin)),
+		xfccCase("subject-unterminated", istio(advDst("subject-open"), advAttacker)+`;Subject="x`, reasonMalformedXFCC, nil,
+			ok(advDst("subject-open"), advAttacker)),
+		xfccCase("ambiguous-uri", "By="+advDst("amb")+";URI="+advAttacker+";URI="+advAdmin, reasonAmbiguousIdentity, nil,
+			ok(advDst("amb"), advAttacker), ok(advDst("amb"), advAdmin)),
+		xfccCase("ambiguous-san", "By="+advDst("amb")+";URI="+advAttacker+";SAN="+advAdmin, reasonAmbiguousIdentity, nil,
+			ok(advDst("amb"), advAttacker), ok(advDst("amb"), advAdmin)),
+		xfccCase("ambiguous-by", "By="+advDst("amb")+";By="+advVictim+";URI="+advAttacker, reasonAmbiguousIdentity, nil,
+			ok(advDst("amb"), advAttacker), ok(advVictim, advAttacker)),
+		xfccCase("invalid-second-uri", "By="+advDst("amb")+";URI="+advAttacker+";URI="+advAdmin+"/", reasonInvalidIdentity, nil,
+			ok(advDst("amb"), advAttacker), ok(advDst("amb"), advAdmin)),
+		xfccCase("repeated-same-uri", "By="+advDst("repeated")+";URI="+advAttacker+";uri="+advAttacker, learned,
+			[]opatest.Request{ok(advDst("repeated"), advAttacker)}),
+		xfccCase("other-uri-san", "By="+advDst("other-san")+";URI=https://evil.example/admin;URI="+advAttacker, learned,
+			[]opatest.Request{ok(advDst("other-san"), advAttacker)}),
+		xfccCase("rego-keywords-in-ids", istio("spiffe://example.org/import/package/default", "spiffe://example.org/ns/allow/sa/true"), learned,
+			[]opatest.Request{ok("spiffe://example.org/import/package/default", "spiffe://example.org/ns/allow/sa/true")},
+			ok("spiffe://example.org/import/package", "spiffe://example.org/ns/allow/sa/true"),
+			ok("spiffe://example.org/import/package/default", "spiffe://example.org/ns/allow/sa")),
+		xfccCase("trailing-space-trimmed", "By="+advDst("trimmed")+" ;URI="+advAttacker+"\t", learned,
+			[]opatest.Request{ok(advDst("trimmed"), advAttacker)}),
+		advCase{
+			name:  "headers-json-duplicate",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":` + jsonString(istio(advVictim, advAdmin)) + `,"X-Forwarded-Client-Cert":` + jsonString(istio(advDst("json-dup"), advAttacker)) + `}`, "http.method": "GET", "http.target": "/ok"},
+			want:  learned, literal: true,
+			allow: []opatest.Request{ok(advDst("json-dup"), advAttacker)},
+			deny:  []opatest.Request{ok(advVictim, advAdmin), ok(advDst("json-dup"), advAdmin)},
+		},
+		advCase{
+			name:  "headers-json-escaped-quote",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":"By=` + advDst("json-esc") + `;Subject=\"\\\";URI=` + advAdmin + `\";URI=` + advAttacker + `"}`, "http.method": "GET", "http.target": "/ok"},
+			want:  learned, literal: true,
+			allow: []opatest.Request{ok(advDst("json-esc"), advAttacker)},
+			deny:  []opatest.Request{ok(advDst("json-esc"), advAdmin)},
+		},
+		advCase{
+			name:  "headers-json-truncated",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":` + jsonString(istio(advDst("json-trunc"), advAttacker)), "http.method": "GET", "http.target": "/ok"},
+			want:  reasonMalformedHeaders,
+			deny:  []opatest.Request{ok(advDst("json-trunc"), advAttacker)},
+		},
+		advCase{
+			name:  "headers-json-injection",
+			attrs: map[string]any{"http.req_headers": `{"x":"\"}","x-forwarded-client-cert":` + jsonString(istio(advDst("json-inj"), advAttacker)) + `} ,"x-forwarded-client-cert":` + jsonString(istio(advVictim, advAdmin)) + `}`, "http.method": "GET", "http.target": "/ok"},
+			want:  learned, literal: true,
+			allow: []opatest.Request{ok(advDst("json-inj"), advAttacker)},
+			deny:  []opatest.Request{ok(advVictim, advAdmin)},
+		},
+		advCase{
+			name:  "by-uri-pair-smuggled",
+			attrs: map[string]any{"http.xfcc_by": "By=" + advDst("pair") + ";URI=" + advAdmin, "http.xfcc_uri": "URI=" + advAttacker, "http.method": "GET", "http.target": "/ok"},
+			want:  reasonInvalidIdentity,
+			deny:  []opatest.Request{ok(advDst("pair"), advAdmin), ok(advDst("pair"), advAttacker)},
+		},
+		advCase{
+			name:  "by-uri-pair-empty",
+			attrs: map[string]any{"http.xfcc_by": "By=" + advDst("pair"), "http.xfcc_uri": "URI=", "http.method": "GET", "http.target": "/ok"},
+			want:  reasonNoIdentity,
+			deny:  []opatest.Request{ok(advDst("pair"), advAttacker)},
+		},
+		advCase{
+			name:  "span-header-wins-over-resource",
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("span-wins"), advAttacker), "http.request.method": "GET", "url.path": "/ok"},
+			res:   map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("span-wins"), advAdmin)},
+			want:  learned, literal: true,
+			allow: []opatest.Request{ok(advDst("span-wins"), advAttacker)},
+			deny:  []opatest.Request{ok(advDst("span-wins"), advAdmin)},
+		},
+		advCase{
+			name:  "no-identity",
+			attrs: map[string]any{"http.request.method": "GET", "url.path": "/ok"},
+			want:  reasonNoIdentity,
+		},
+	)
+
+	// Methods and status codes.
+	for _, tc := range []struct {
+		name   string
+		method any
+		want   reason
+	}{
+		{"method-lower", "get", reasonInvalidMethod},
+		{"method-space", "GET ", reasonInvalidMethod},
+		{"method-newline", "GET\n", reasonInvalidMethod},
+		{"method-quote", `G"ET`, reasonInvalidMethod},
+		{"method-code", "default allow := true", reasonInvalidMethod},
+		{"method-empty", "", reasonNoMethod},
+		{"method-int", int64(1), reasonNoMethod},
+		{"method-bytes", []byte("GET"), reasonNoMethod},
+	} {
+		add(advCase{
+			name:  tc.name,
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("method"), advCaller), "http.request.method": tc.method, "url.path": "/ok"},
+			want:  tc.want,
+			deny: []opatest.Request{
+				ok(advDst("method"), advCaller),
+				{Destination: advDst("method"), Source: advCaller, Method: "get", Path: "/ok"},
+			},
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		code any
+	}{
+		{"status-int", int64(403)},
+		{"status-string", "403"},
+		{"status-double", 403.0},
+		{"status-401", int64(401)},
+		{"status-404-double", 404.9},
+	} {
+		add(advCase{
+			name:  tc.name,
+			attrs: map[string]any{"http.request.header.x-forwarded-client-cert": istio(advDst("status"), advCaller), "http.request.method": "GET", "url.path": "/ok", "http.response.status_code": tc.code},
+			want:  reasonDeniedStatus,
+			deny:  []opatest.Request{ok(advDst("status"), advCaller)},
+		})
+	}
+
+	// URLs.
+	for _, tc := range []struct {
+		name, url string
+		want      reason
+		allow     []string
+	}{
+		{"url-traversal", "http://h/a/%2e%2e/admin", reasonPathTraversal, nil},
+		{"url-userinfo-traversal", "http://user@h/../admin", reasonPathTraversal, nil},
+		{"url-query-only", "http://h?/../admin", learned, []string{"/"}},
+		{"url-no-scheme", "h/a", reasonNoPath, nil},
+		{"url-relative-traversal", "/a/../admin", reasonPathTraversal, nil},
+	} {
+		dst := advDst(tc.name)
+		c := advCase{
+			name:    tc.name,
+			attrs:   map[string]any{"http.request.header.x-forwarded-client-cert": istio(dst, advCaller), "http.request.method": "GET", "url.full": tc.url},
+			want:    tc.want,
+			literal: true,
+			deny:    []opatest.Request{get(dst, advCaller, "/admin"), get(dst, advCaller, "/a/admin"), get(dst, advCaller, "/../admin")},
+		}
+		for _, p := range tc.allow {
+			c.allow = append(c.allow, get(dst, advCaller, p))
+		}
+		add(c)
+	}
+	return cases
+}
+
+func jsonString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func advTraces(c advCase) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	if c.res != nil {
+		if err := rs.Resource().Attributes().FromRaw(c.res); err != nil {
+			panic(err)
+		}
+	}
+	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	if err := s.Attributes().FromRaw(c.attrs); err != nil {
+		panic(err)
+	}
+	return td
+}
+
+// nearMisses are requests next to an allowed one that nothing in the
+// corpus grants.
+func nearMisses(r opatest.Request, literal bool) []opatest.Request {
+	var out []opatest.Request
+	with := func(f func(*opatest.Request)) {
+		m := r
+		f(&m)
+		out = append(out, m)
+	}
+	with(func(m *opatest.Request) { m.Source = advIntruder })
+	with(func(m *opatest.Request) { m.Source = strings.Replace(m.Source, "example.org", "evil.org", 1) })
+	with(func(m *opatest.Request) { m.Destination = strings.Replace(m.Destination, "example.org", "evil.org", 1) })
+	with(func(m *opatest.Request) { m.Destination += "x" })
+	with(func(m *opatest.Request) { m.Destination += "/x" })
+	with(func(m *opatest.Request) { m.Method = "POST" })
+	with(func(m *opatest.Request) { m.Method = strings.ToLower(m.Method) })
+	with(func(m *opatest.Request) { m.NoHeader = true })
+	with(func(m *opatest.Request) { m.SourcePrincipal, m.DestinationPrincipal = advIntruder, m.Destination })
+	path, _, _ := strings.Cut(r.Path, "?")
+	with(func(m *opatest.Request) { m.Path = strings.TrimSuffix(path, "/") + "/x" })
+	with(func(m *opatest.Request) { m.Path = strings.TrimSuffix(path, "/") + "/.." })
+	with(func(m *opatest.Request) { m.Path = strings.TrimSuffix(path, "/") + "/%2e%2e" })
+	with(func(m *opatest.Request) { m.Path = strings.TrimSuffix(path, "/") + "/../admin" })
+	if literal && path != "/" {
+		i := strings.LastIndexByte(path, '/')
+		with(func(m *opatest.Request) { m.Path = path + "x" })
+		with(func(m *opatest.Request) { m.Path = path[:i] + "/" })
+		with(func(m *opatest.Request) { m.Path = strings.ToUpper(path) })
+		if i > 0 {
+			with(func(m *opatest.Request) { m.Path = path[:i] })
+		}
+	}
+	return out
+}
+
+func describe(r opatest.Request) string {
+	s := r.Method + " " + r.Path + " from " + r.Source + " to " + r.Destination
+	if r.Header != "" {
+		s += " with header " + r.Header
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// TestAdversarialSpans feeds the corpus one span at a time, checks each
+// skip reason, then checks what the published bundle allows.
+func TestAdversarialSpans(t *testing.T) {
+	e, dir := newTestExporter(t, func(c *Config) { c.FlushInterval = time.Hour })
+	ctx := context.Background()
+	cases := adversarialCorpus()
+	for _, c := range cases {
+		var before [numReasons]int64
+		for r := range before {
+			before[r] = e.skipped[r].Load()
+		}
+		entries := e.agg.Len()
+		require.NotPanics(t, func() { require.NoError(t, e.consumeTraces(ctx, advTraces(c))) }, c.name)
+		got := learned
+		n := 0
+		for r := learned + 1; r < numReasons; r++ {
+			if d := e.skipped[r].Load() - before[r]; d != 0 {
+				got = r
+				n += int(d)
+			}
+		}
+		if got == learned {
+			assert.Equal(t, entries+1, e.agg.Len(), "%s: learned span added no key", c.name)
+		} else {
+			assert.Equal(t, 1, n, "%s: one span counted once", c.name)
+			assert.Equal(t, entries, e.agg.Len(), "%s: skipped span added a key", c.name)
+		}
+		assert.Equal(t, c.want.String(), got.String(), "%s: reason", c.name)
+	}
+
+	require.NoError(t, e.flush(ctx))
+	policy := readBundle(t, dir)
+	for _, c := range cases {
+		for _, r := range c.allow {
+			assert.True(t, policy.Allowed(r), "%s: must allow %s", c.name, describe(r))
+			for _, m := range nearMisses(r, c.literal) {
+				assert.False(t, policy.Allowed(m), "%s: near miss allowed: %s", c.name, describe(m))
+			}
+		}
+		for _, r := range c.deny {
+			assert.False(t, policy.Allowed(r), "%s: must deny %s", c.name, describe(r))
+		}
+	}
+}
+
+// TestAdversarialCorpusIngestsQuickly sends the whole corpus, megabyte
+// values included, as one batch and as many: ingest must finish (the bound
+// only catches a hang or a quadratic blow-up) and count every span once.
+func TestAdversarialCorpusIngestsQuickly(t *testing.T) {
+	e, _ := newTestExporter(t, func(c *Config) { c.FlushInterval = time.Hour })
+	cases := adversarialCorpus()
+	td := ptrace.NewTraces()
+	for _, c := range cases {
+		advTraces(c).ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+	}
+	const rounds = 5
+	start := time.Now()
+	for i := 0; i < rounds; i++ {
+		require.NoError(t, e.consumeTraces(context.Background(), td))
+	}
+	elapsed := time.Since(start)
+	t.Logf("%d rounds of %d adversarial spans in %v (%v per round)", rounds, len(cases), elapsed, elapsed/rounds)
+	assert.Less(t, elapsed, 30*time.Second, "ingest of the adversarial corpus")
+
+	want := map[reason]int64{}
+	learnedCases := 0
+	for _, c := range cases {
+		if c.want == learned {
+			learnedCases++
+		} else {
+			want[c.want] += rounds
+		}
+	}
+	for r := learned + 1; r < numReasons; r++ {
+		assert.Equal(t, want[r], e.skipped[r].Load(), "spans skipped as %s", r)
+		if n := e.skipped[r].Load(); n > 0 {
+			t.Logf("%-20s %d", r, n)
+		}
+	}
+	assert.Equal(t, learnedCases, e.agg.Len(), "one key per learned case, re-sent spans add none")
+}
+
+// TestDotTrustDomainStaysInsideGrants: "." and ".." pass the trust domain's
+// character check, but the unpacked bundle's file names are built with
+// path.Join, which cleans them away. A callee named
+// spiffe://../grants/<victim> then writes its grants into the victim's own
+// data.json in output.unpacked_dir, which is documented as a bundle for
+// `opa run --watch -b DIR`; spiffe://../policy.rego makes every write of
+// the unpacked bundle fail.
+func TestDotTrustDomainStaysInsideGrants(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ name, dst string }{
+		{"victim-data", "spiffe://../grants/example.org/ns/adv/sa/victim"},
+		{"policy-file", "spiffe://../policy.rego"},
+		{"dot", "spiffe://./example.org/ns/adv/sa/victim"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unpacked := t.TempDir()
+			e, dir := newTestExporter(t, func(c *Config) {
+				c.FlushInterval = time.Hour
+				c.Output.UnpackedDir = unpacked
+				c.Output.Timeout = 500 * time.Millisecond
+			})
+			td := ptrace.NewTraces()
+			spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+			for _, h := range []string{istio(tc.dst, advAttacker), istio(advDst("bystander"), advCaller)} {
+				s := spans.AppendEmpty()
+				s.Attributes().PutStr("http.request.header.x-forwarded-client-cert", h)
+				s.Attributes().PutStr("http.request.method", "GET")
+				s.Attributes().PutStr("url.path", "/ok")
+			}
+			require.NoError(t, e.consumeTraces(ctx, td))
+			assert.NoError(t, e.flush(ctx), "flush with the unpacked bundle")
+
+			victim := ok(advVictim, advAttacker)
+			assert.False(t, readBundle(t, dir).Allowed(victim), "published bundle")
+			assert.NoFileExists(t, filepath.Join(unpacked, "envoy/authz/grants/example.org/ns/adv/sa/victim/data.json"))
+			// Every data file is below grants/.
+			err := filepath.WalkDir(filepath.Join(unpacked, "envoy"), func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() && d.Name() == "data.json" {
+					rel, _ := filepath.Rel(unpacked, p)
+					rel = filepath.ToSlash(rel)
+					assert.True(t, rel == "envoy/authz/data.json" || strings.HasPrefix(rel, "envoy/authz/grants/"), "data file %s outside grants/", rel)
+				}
+				return err
+			})
+			require.NoError(t, err)
+			if b, err := bundle.NewCustomReader(bundle.NewDirectoryLoader(unpacked)).Read(); assert.NoError(t, err, "unpacked dir as a bundle") {
+				var buf bytes.Buffer
+				require.NoError(t, bundle.NewWriter(&buf).Write(b))
+				policy := opatest.Load(t, buf.Bytes())
+				assert.False(t, policy.Allowed(victim), "unpacked bundle lets the attacker call the victim")
+				assert.True(t, policy.Allowed(ok(advDst("bystander"), advCaller)), "unpacked bundle lost a grant")
+			}
+		})
+	}
+}

@@ -1,0 +1,88 @@
+package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
+
+import (
+	"time"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+// shrinkGuard holds back a bundle that would remove many allow rules for a
+// reason other than window expiry: a lost aggregate (a restart without
+// storage, a corrupt state) must not deny traffic that was allowed. Rules
+// whose caller, callee and method lost access to expiry, and rules the new
+// bundle still covers (a literal generalized into a wildcard), are
+// explained; the rest count against maxShrink. A held-back removal is
+// released after a whole window, when the access has really gone unseen
+// that long.
+type shrinkGuard struct {
+	maxShrink float64
+	window    time.Duration
+
+	published map[string]render.Rule // rules of the bundle in place
+	expired   map[group]bool         // groups with expired keys since then
+	heldSince time.Time
+}
+
+type group struct{ dst, src, method string }
+
+func newShrinkGuard(maxShrink float64, window time.Duration) *shrinkGuard {
+	return &shrinkGuard{maxShrink: maxShrink, window: window, expired: map[group]bool{}}
+}
+
+// setPublished records the rules of the bundle now in place.
+func (g *shrinkGuard) setPublished(rules []render.Rule) {
+	g.published = make(map[string]render.Rule, len(rules))
+	for _, r := range rules {
+		g.published[r.Key()] = r
+	}
+	clear(g.expired)
+	g.heldSince = time.Time{}
+}
+
+// expiredKeys notes access that the window removed.
+func (g *shrinkGuard) expiredKeys(keys []aggregate.Key) {
+	for _, k := range keys {
+		g.expired[group{k.Destination, k.Source, k.Method}] = true
+	}
+}
+
+// check returns how many rules the next bundle would remove without an
+// explanation, and whether it must be held back now.
+func (g *shrinkGuard) check(next []render.Rule, now time.Time) (unexplained int, hold bool) {
+	if len(g.published) == 0 || g.maxShrink >= 1 {
+		return 0, false
+	}
+	byGroup := map[group][]route.Route{}
+	present := make(map[string]bool, len(next))
+	for _, r := range next {
+		gr := group{r.Destination, r.Source, r.Method}
+		byGroup[gr] = append(byGroup[gr], r.Route)
+		present[r.Key()] = true
+	}
+	for k, r := range g.published {
+		gr := group{r.Destination, r.Source, r.Method}
+		if present[k] || g.expired[gr] || covered(byGroup[gr], r.Route) {
+			continue
+		}
+		unexplained++
+	}
+	if float64(unexplained) <= g.maxShrink*float64(len(g.published)) {
+		g.heldSince = time.Time{}
+		return unexplained, false
+	}
+	if g.heldSince.IsZero() {
+		g.heldSince = now
+	}
+	return unexplained, now.Sub(g.heldSince) < g.window
+}
+
+func covered(routes []route.Route, r route.Route) bool {
+	for _, c := range routes {
+		if route.Covers(c, r) {
+			return true
+		}
+	}
+	return false
+}

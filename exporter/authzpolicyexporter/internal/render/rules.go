@@ -1,0 +1,136 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+// Rule is one allow rule of a bundle: a caller may call a callee with a
+// method on a route.
+type Rule struct {
+	Destination, Source, Method string
+	Route                       route.Route
+}
+
+// Key identifies the rule.
+func (r Rule) Key() string {
+	return r.Destination + " " + r.Source + " " + r.Method + " " + r.Route.String()
+}
+
+// ReadRules lists the allow rules of a bundle tarball, such as the one
+// published before a restart, by reading its data back.
+func ReadRules(tarball []byte) ([]Rule, error) {
+	b, err := bundle.NewReader(bytes.NewReader(tarball)).WithSkipBundleVerification(true).Read()
+	if err != nil {
+		return nil, err
+	}
+	grants, ok := lookup(b.Data, "envoy", "authz", "grants")
+	if !ok {
+		return nil, errors.New("bundle has no envoy.authz.grants")
+	}
+	var rules []Rule
+	err = walkGrants(grants, nil, func(dst string, callers map[string]any) error {
+		for src, methods := range callers {
+			ms, ok := methods.(map[string]any)
+			if !ok {
+				return fmt.Errorf("callers of %s: not an object", dst)
+			}
+			for method, g := range ms {
+				routes, err := grantRoutes(g)
+				if err != nil {
+					return fmt.Errorf("%s -> %s %s: %w", src, dst, method, err)
+				}
+				for _, rt := range routes {
+					rules = append(rules, Rule{Destination: dst, Source: src, Method: method, Route: rt})
+				}
+			}
+		}
+		return nil
+	})
+	return rules, err
+}
+
+func lookup(v any, path ...string) (map[string]any, bool) {
+	m, ok := v.(map[string]any)
+	for _, p := range path {
+		if !ok {
+			return nil, false
+		}
+		m, ok = m[p].(map[string]any)
+	}
+	return m, ok
+}
+
+// walkGrants visits every callee in the grants tree: its SPIFFE ID is the
+// path of keys that leads to a "@callers" object.
+func walkGrants(node map[string]any, path []string, visit func(dst string, callers map[string]any) error) error {
+	for k, v := range node {
+		child, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("grants/%s: not an object", strings.Join(append(path, k), "/"))
+		}
+		if k == callersKey {
+			if err := visit("spiffe://"+strings.Join(path, "/"), child); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := walkGrants(child, append(path[:len(path):len(path)], k), visit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func grantRoutes(g any) ([]route.Route, error) {
+	gm, ok := g.(map[string]any)
+	if !ok {
+		return nil, errors.New("grant is not an object")
+	}
+	var out []route.Route
+	paths, _ := gm["paths"].(map[string]any)
+	for p := range paths {
+		rt, err := route.ParseKey(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rt)
+	}
+	templates, _ := gm["templates"].(map[string]any)
+	for _, list := range templates {
+		tpls, ok := list.([]any)
+		if !ok {
+			return nil, errors.New("templates are not a list")
+		}
+		for _, tpl := range tpls {
+			segs, ok := tpl.([]any)
+			if !ok {
+				return nil, errors.New("template is not a list")
+			}
+			rt := make(route.Route, len(segs))
+			for i, s := range segs {
+				switch s := s.(type) {
+				case string:
+					rt[i].Lit = s
+				case map[string]any:
+					name, _ := s["type"].(string)
+					t, ok := route.ParseType(name)
+					if !ok {
+						return nil, fmt.Errorf("unknown wildcard type %q", name)
+					}
+					rt[i].Wild = t
+				default:
+					return nil, errors.New("template segment is neither a string nor a wildcard")
+				}
+			}
+			out = append(out, rt)
+		}
+	}
+	return out, nil
+}
