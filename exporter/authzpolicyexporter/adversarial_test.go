@@ -593,13 +593,13 @@ func TestAdversarialCorpusIngestsQuickly(t *testing.T) {
 	assert.Equal(t, learnedCases, e.agg.Len(), "one key per learned case, re-sent spans add none")
 }
 
-// TestDotTrustDomainStaysInsideGrants: "." and ".." pass the trust domain's
-// character check, but the unpacked bundle's file names are built with
-// path.Join, which cleans them away. A callee named
-// spiffe://../grants/<victim> then writes its grants into the victim's own
-// data.json in output.unpacked_dir, which is documented as a bundle for
-// `opa run --watch -b DIR`; spiffe://../policy.rego makes every write of
-// the unpacked bundle fail.
+// TestDotTrustDomainStaysInsideGrants: "." and ".." used to pass the trust
+// domain's character check, and the unpacked bundle's file names are built
+// with path.Join, which cleaned them away. A callee named
+// spiffe://../grants/<victim> then wrote its grants into the victim's own
+// data.json in output.unpacked_dir (documented as a bundle for
+// `opa run --watch -b DIR`), and spiffe://../policy.rego made every write
+// of the unpacked bundle fail. Such identities must not be learned.
 func TestDotTrustDomainStaysInsideGrants(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ name, dst string }{
@@ -623,6 +623,7 @@ func TestDotTrustDomainStaysInsideGrants(t *testing.T) {
 				s.Attributes().PutStr("url.path", "/ok")
 			}
 			require.NoError(t, e.consumeTraces(ctx, td))
+			assert.Equal(t, int64(1), e.skipped[reasonInvalidIdentity].Load(), "the dotted callee is refused")
 			assert.NoError(t, e.flush(ctx), "flush with the unpacked bundle")
 
 			victim := ok(advVictim, advAttacker)

@@ -91,10 +91,10 @@ func TestConcurrentIngestFlushShutdown(t *testing.T) {
 
 	var (
 		sent, late, consumeErrs atomic.Int64
-		shuttingDown      atomic.Bool
-		mu                sync.Mutex
-		before            []opatest.Request // learned before shutdown began
-		senderWG          sync.WaitGroup
+		shuttingDown            atomic.Bool
+		mu                      sync.Mutex
+		before                  []opatest.Request // learned before shutdown began
+		senderWG                sync.WaitGroup
 	)
 	halfway := make(chan struct{})
 	var halfOnce sync.Once

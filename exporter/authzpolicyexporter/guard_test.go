@@ -30,10 +30,11 @@ func spansFor(paths ...string) ptrace.Traces {
 	return td
 }
 
-// A collector restarted without its aggregate must not replace a full
-// policy with what it saw since: the smaller bundle is held back until
-// the access is seen again or a whole window has passed.
-func TestShrinkGuardHoldsBackALostAggregate(t *testing.T) {
+// publishSamples publishes the semantic-conventions sample as a first
+// collector would, with a one-hour window, and returns the output
+// directory, a config change writing there, the spans and their time.
+func publishSamples(t *testing.T) (string, func(*Config), ptrace.Traces, time.Time) {
+	t.Helper()
 	dir := t.TempDir()
 	out := func(c *Config) { c.Output.URL = "file://" + dir; c.Window = time.Hour }
 	first, _ := newTestExporter(t, out)
@@ -41,6 +42,14 @@ func TestShrinkGuardHoldsBackALostAggregate(t *testing.T) {
 	first.now = func() time.Time { return now }
 	require.NoError(t, first.consumeTraces(context.Background(), td))
 	require.NoError(t, first.flush(context.Background()))
+	return dir, out, td, now
+}
+
+// A collector restarted without its aggregate must not replace a full
+// policy with what it saw since: the smaller bundle is held back until
+// the access is seen again or a whole window has passed.
+func TestShrinkGuardHoldsBackALostAggregate(t *testing.T) {
+	dir, out, td, now := publishSamples(t)
 	published, err := os.ReadFile(filepath.Join(dir, publish.BundleName))
 	require.NoError(t, err)
 
@@ -62,13 +71,7 @@ func TestShrinkGuardHoldsBackALostAggregate(t *testing.T) {
 }
 
 func TestShrinkGuardReleasesAfterAWindow(t *testing.T) {
-	dir := t.TempDir()
-	out := func(c *Config) { c.Output.URL = "file://" + dir; c.Window = time.Hour }
-	first, _ := newTestExporter(t, out)
-	td, now := loadSpans(t, "semconv.json")
-	first.now = func() time.Time { return now }
-	require.NoError(t, first.consumeTraces(context.Background(), td))
-	require.NoError(t, first.flush(context.Background()))
+	dir, out, _, now := publishSamples(t)
 
 	restarted, _ := newTestExporter(t, out)
 	clock := now

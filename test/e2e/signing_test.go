@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -61,7 +60,7 @@ func TestE2ESignedBundle(t *testing.T) {
 	assert.Contains(t, c.log.String(), "Bundles will be signed")
 	signed, err := os.ReadFile(filepath.Join(c.outDir, "bundle.tar.gz"))
 	require.NoError(t, err)
-	names, content := untarBundle(t, signed)
+	names, content := opatest.Untar(t, signed)
 	require.Contains(t, names, "/.signatures.json")
 
 	// A copy that grants frontend GET /balances/admin, the signature kept.
@@ -144,25 +143,6 @@ func startSignedOPAEnvoy(t *testing.T, publicKeyFile string, set ...string) (str
 	p := startProcess(t, "opa-envoy-plugin", nil, bin, args...)
 	waitHTTP(t, "http://"+rest+"/health", http.StatusOK)
 	return rest, p
-}
-
-func untarBundle(t *testing.T, tarball []byte) (names []string, files map[string][]byte) {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(tarball))
-	require.NoError(t, err)
-	tr := tar.NewReader(zr)
-	files = map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names, files
-		}
-		require.NoError(t, err)
-		b, err := io.ReadAll(tr)
-		require.NoError(t, err)
-		names = append(names, h.Name)
-		files[h.Name] = b
-	}
 }
 
 func tarBundle(t *testing.T, names []string, files map[string][]byte) []byte {

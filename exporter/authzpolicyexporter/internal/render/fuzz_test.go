@@ -224,12 +224,6 @@ func checkFiles(t *testing.T, b *Bundle, ok []aggregate.Record) {
 	t.Helper()
 	dsts := map[string]bool{}
 	for _, r := range ok {
-		if dotTrustDomain(r.Destination) {
-			// Known bug, see TestDotTrustDomainStaysInsideGrants in the
-			// exporter package: path.Join cleans "." and ".." trust
-			// domains out of the file name.
-			return
-		}
 		dsts[r.Destination] = true
 	}
 	data := 0
@@ -244,11 +238,6 @@ func checkFiles(t *testing.T, b *Bundle, ok []aggregate.Record) {
 		name := grantsPath + "/" + strings.TrimPrefix(d, "spiffe://") + "/data.json"
 		assert.Contains(t, b.Files, name)
 	}
-}
-
-func dotTrustDomain(id string) bool {
-	td := spiffeid.TrustDomain(id)
-	return td == "." || td == ".."
 }
 
 // samples are values each wildcard type admits.

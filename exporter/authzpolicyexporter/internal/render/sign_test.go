@@ -11,7 +11,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
 // testKey is a signing key and what OPA verifies it with.
@@ -87,24 +88,6 @@ func readVerified(tarball []byte, vc *bundle.VerificationConfig) (bundle.Bundle,
 }
 
 // untar returns the tarball's files by name, in order.
-func untar(t testing.TB, tarball []byte) (names []string, files map[string][]byte) {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(tarball))
-	require.NoError(t, err)
-	tr := tar.NewReader(zr)
-	files = map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names, files
-		}
-		require.NoError(t, err)
-		content, err := io.ReadAll(tr)
-		require.NoError(t, err)
-		names = append(names, h.Name)
-		files[h.Name] = content
-	}
-}
 
 func retar(t testing.TB, names []string, files map[string][]byte) []byte {
 	t.Helper()
@@ -131,7 +114,7 @@ func TestSignedBundleVerifies(t *testing.T) {
 			assert.Equal(t, unsigned.Revision, b.Revision, "the revision does not depend on the signature")
 			assert.Equal(t, unsigned.Rules, b.Rules)
 
-			names, files := untar(t, b.Tarball)
+			names, files := opatest.Untar(t, b.Tarball)
 			assert.Contains(t, names, "/.signatures.json")
 
 			loaded, err := readVerified(b.Tarball, k.verification("authz"))
