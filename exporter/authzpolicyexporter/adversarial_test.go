@@ -311,6 +311,15 @@ func adversarialCorpus() []advCase {
 			[]opatest.Request{ok(advDst("repeated"), advAttacker)}),
 		xfccCase("other-uri-san", "By="+advDst("other-san")+";URI=https://evil.example/admin;URI="+advAttacker, learned,
 			[]opatest.Request{ok(advDst("other-san"), advAttacker)}),
+		// Envoy never quotes or escapes a URI SAN (a SPIFFE ID has no , ; =
+		// or "); the policy trims the quotes but does not unescape, so an
+		// escaped ID is no identity there and must not be learned as the
+		// unescaped one.
+		xfccCase("quoted-id", "By="+advDst("quoted-id")+`;URI="`+advAttacker+`"`, learned,
+			[]opatest.Request{ok(advDst("quoted-id"), advAttacker)}),
+		xfccCase("escaped-id", "By="+advDst("escaped-id")+`;URI="spiffe://example.org/ns/adv/sa/\admin"`, reasonInvalidIdentity, nil,
+			ok(advDst("escaped-id"), advAdmin),
+			opatest.Request{Header: "By=" + advDst("escaped-id") + `;URI="spiffe://example.org/ns/adv/sa/\admin"`, Method: "GET", Path: "/ok"}),
 		xfccCase("rego-keywords-in-ids", istio("spiffe://example.org/import/package/default", "spiffe://example.org/ns/allow/sa/true"), learned,
 			[]opatest.Request{ok("spiffe://example.org/import/package/default", "spiffe://example.org/ns/allow/sa/true")},
 			ok("spiffe://example.org/import/package", "spiffe://example.org/ns/allow/sa/true"),
@@ -648,4 +657,20 @@ func TestDotTrustDomainStaysInsideGrants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnparseableStatusIsNotLearned: a status code attribute that is not a
+// number ("403 Forbidden") says nothing about whether the request was
+// refused, so the span is skipped.
+func TestUnparseableStatusIsNotLearned(t *testing.T) {
+	e, _ := newTestExporter(t, func(c *Config) { c.FlushInterval = time.Hour })
+	for _, code := range []any{"403 Forbidden", " 403", "403.0"} {
+		require.NoError(t, e.consumeTraces(context.Background(), advTraces(advCase{attrs: map[string]any{
+			"http.request.header.x-forwarded-client-cert": istio(advDst("status"), advCaller),
+			"http.request.method":                         "GET",
+			"url.path":                                    "/ok",
+			"http.response.status_code":                   code,
+		}})))
+	}
+	assert.Zero(t, e.agg.Len())
 }

@@ -36,6 +36,7 @@ const (
 	reasonPathTooLong
 	reasonRedactedPath
 	reasonDeniedStatus
+	reasonInvalidStatus
 	reasonExpired
 	reasonAggregateFull
 	numReasons
@@ -57,6 +58,7 @@ var reasonNames = [numReasons]string{
 	reasonPathTooLong:       "path_too_long",
 	reasonRedactedPath:      "redacted_path",
 	reasonDeniedStatus:      "denied_status",
+	reasonInvalidStatus:     "invalid_status",
 	reasonExpired:           "expired",
 	reasonAggregateFull:     "aggregate_full",
 }
@@ -95,7 +97,12 @@ func newExtractor(cfg *Config) (*extractor, error) {
 func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (aggregate.Record, reason) {
 	attrs := span.Attributes()
 	if v, ok := lookup(x.attrs.StatusCode, attrs, res); ok {
-		if code, ok := statusCode(v); ok && x.skip[code] {
+		code, ok := statusCode(v)
+		switch {
+		case !ok:
+			// A status that says nothing might hide a refusal.
+			return aggregate.Record{}, reasonInvalidStatus
+		case x.skip[code]:
 			return aggregate.Record{}, reasonDeniedStatus
 		}
 	}

@@ -104,9 +104,9 @@ func Hop(header string) (dst, src string, err error) {
 	lastElement(header, start, func(f field) {
 		switch {
 		case strings.EqualFold(f.key, "by"):
-			by.add(f.value())
+			by.add(f.value(), f.escaped)
 		case strings.EqualFold(f.key, "uri"), strings.EqualFold(f.key, "san"):
-			uri.add(f.value())
+			uri.add(f.value(), f.escaped)
 		}
 	})
 	if dst, err = by.result("By"); err != nil {
@@ -125,12 +125,15 @@ type identity struct {
 	ambiguous bool
 }
 
-func (c *identity) add(v string) {
+// add takes one value. A SPIFFE ID never needs escapes; an escaped one is
+// invalid rather than unescaped, because the policy reads the header as
+// written and would see another identity than the one learned.
+func (c *identity) add(v string, escaped bool) {
 	if len(v) < len(spiffeScheme) || !strings.EqualFold(v[:len(spiffeScheme)], spiffeScheme) {
 		return
 	}
 	switch {
-	case spiffeid.Validate(v) != nil:
+	case escaped || spiffeid.Validate(v) != nil:
 		c.invalid = true
 	case c.id == "":
 		c.id = v
