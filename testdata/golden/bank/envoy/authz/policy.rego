@@ -87,9 +87,9 @@ wildcard_patterns := {
 # parse as a whole, and only its last element (the current hop) counts.
 xfcc := input.attributes.request.http.headers["x-forwarded-client-cert"]
 
-xfcc_grammar := `^[A-Za-z]+=(?:"(?:[^"\\]|\\.)*"|[^,;"]*)(?:[ \t]*[,;][ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\.)*"|[^,;"]*))*$`
+xfcc_grammar := `^[ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*)(?:[ \t]*[,;][ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*))*[ \t]*$`
 
-xfcc_pairs := regex.find_all_string_submatch_n(`([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^,;"]*)|,`, xfcc, -1) if regex.match(xfcc_grammar, xfcc)
+xfcc_pairs := regex.find_all_string_submatch_n(`([A-Za-z]+)=("(?:[^"\\]|\\[\s\S])*"|[^,;"]*)|,`, xfcc, -1) if regex.match(xfcc_grammar, xfcc)
 
 # Index of the current hop's first pair: after the last element separator.
 xfcc_current := i + 1 if {
@@ -104,9 +104,15 @@ xfcc_keys := {"by": "by", "uri": "uri", "san": "uri"}
 xfcc_ids[key] contains id if {
 	some pair in array.slice(xfcc_pairs, xfcc_current, count(xfcc_pairs))
 	key := xfcc_keys[lower(pair[1])]
-	id := trim(pair[2], "\" \t")
-	startswith(id, "spiffe://")
+	id := xfcc_value(pair[2])
+	startswith(lower(id), "spiffe://")
 }
+
+# A value as the exporter reads it: a quoted one without its quotes, an
+# unquoted one without the blanks before the next separator.
+xfcc_value(raw) := substring(raw, 1, count(raw) - 2) if {
+	startswith(raw, `"`)
+} else := trim_right(raw, " \t")
 
 # Exactly one identity under a key; none or several is no identity.
 xfcc_identity(key) := id if {
