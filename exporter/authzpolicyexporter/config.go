@@ -40,6 +40,11 @@ type Config struct {
 	// MinObservations is how many times an access must be seen before it
 	// is allowed.
 	MinObservations int `mapstructure:"min_observations"`
+	// MinTimeBuckets is how many distinct time buckets (of TimeBucket) an
+	// access must be seen in before it is allowed: re-sent spans add
+	// observations but not buckets. 0 or 1 turns this off.
+	MinTimeBuckets int           `mapstructure:"min_time_buckets"`
+	TimeBucket     time.Duration `mapstructure:"time_bucket"`
 	// LearningPeriod, counted from the exporter's first start (kept in
 	// storage when configured), publishes audit-mode bundles: everything is
 	// allowed and what the learned policy would deny is marked. 0 enforces
@@ -141,6 +146,12 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MinObservations < 1 {
 		errs = append(errs, errors.New("min_observations must be at least 1"))
+	}
+	if cfg.MinTimeBuckets < 0 || cfg.MinTimeBuckets > 64 {
+		errs = append(errs, errors.New("min_time_buckets must be between 0 and 64"))
+	}
+	if cfg.TimeBucket <= 0 {
+		errs = append(errs, errors.New("time_bucket must be positive"))
 	}
 	if cfg.LearningPeriod < 0 {
 		errs = append(errs, errors.New("learning_period must not be negative"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -253,12 +254,12 @@ func (e *authzExporter) flush(ctx context.Context) error {
 
 // evidenced keeps the records with enough evidence to become rules.
 func (e *authzExporter) evidenced(recs []aggregate.Record) []aggregate.Record {
-	if e.cfg.MinObservations <= 1 {
+	if e.cfg.MinObservations <= 1 && e.cfg.MinTimeBuckets <= 1 {
 		return recs
 	}
 	kept := recs[:0]
 	for _, r := range recs {
-		if r.Count >= uint64(e.cfg.MinObservations) {
+		if r.Count >= uint64(e.cfg.MinObservations) && bits.OnesCount64(r.Buckets) >= e.cfg.MinTimeBuckets {
 			kept = append(kept, r)
 		}
 	}

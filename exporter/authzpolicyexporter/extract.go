@@ -75,6 +75,7 @@ type extractor struct {
 	skip    map[int64]bool
 	learner *route.Learner
 	window  time.Duration
+	bucket  time.Duration
 }
 
 func newExtractor(cfg *Config) (*extractor, error) {
@@ -90,7 +91,7 @@ func newExtractor(cfg *Config) (*extractor, error) {
 	for _, td := range cfg.TrustDomains {
 		domains[td] = true
 	}
-	return &extractor{attrs: cfg.Attributes, skip: skip, learner: l, window: cfg.Window, domains: domains}, nil
+	return &extractor{attrs: cfg.Attributes, skip: skip, learner: l, window: cfg.Window, bucket: cfg.TimeBucket, domains: domains}, nil
 }
 
 // observe returns the access a span shows, or why it shows none.
@@ -153,7 +154,7 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 	}
 	return aggregate.Record{
 		Key:   aggregate.Key{Destination: dst, Source: src, Method: method, Route: rt.String()},
-		Stats: aggregate.Stats{Count: 1, FirstSeen: seen, LastSeen: seen},
+		Stats: aggregate.Stats{Count: 1, FirstSeen: seen, LastSeen: seen, Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64)},
 	}, learned
 }
 

@@ -35,6 +35,7 @@ func createDefaultConfig() component.Config {
 		MaxEntries:      100_000,
 		MaxShrink:       0.2,
 		MinObservations: 1,
+		TimeBucket:      time.Hour,
 		SkipStatusCodes: []int{401, 403, 404, 405},
 		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz", Timeout: 30 * time.Second},
 		Signing:         SigningConfig{Algorithm: render.RS256, KeyID: "default"},

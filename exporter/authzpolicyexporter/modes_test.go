@@ -70,3 +70,20 @@ func TestMinObservations(t *testing.T) {
 	require.NoError(t, e.flush(context.Background()))
 	assert.True(t, readBundle(t, dir).Allowed(seenRequest))
 }
+
+// Re-sent spans add observations but not time buckets.
+func TestMinTimeBuckets(t *testing.T) {
+	e, dir := newTestExporter(t, func(c *Config) { c.MinTimeBuckets = 2; c.TimeBucket = time.Hour })
+	t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	clock := t0
+	e.now = func() time.Time { return clock }
+	for i := 0; i < 5; i++ {
+		require.NoError(t, e.consumeTraces(context.Background(), spansFor("/seen")))
+	}
+	require.NoError(t, e.flush(context.Background()))
+	assert.False(t, readBundle(t, dir).Allowed(seenRequest), "five times within one hour is one bucket")
+	clock = t0.Add(90 * time.Minute)
+	require.NoError(t, e.consumeTraces(context.Background(), spansFor("/seen")))
+	require.NoError(t, e.flush(context.Background()))
+	assert.True(t, readBundle(t, dir).Allowed(seenRequest))
+}

@@ -24,6 +24,10 @@ type Stats struct {
 	Count     uint64
 	FirstSeen time.Time
 	LastSeen  time.Time
+	// Buckets has bit i set when the key was seen in a time bucket whose
+	// number is i modulo 64: distinct buckets are evidence that re-sent
+	// spans cannot fake.
+	Buckets uint64
 }
 
 // Record is a key with its evidence.
@@ -55,6 +59,7 @@ func (a *Aggregate) Observe(obs []Record) (dropped int) {
 		o := &obs[i]
 		if s, ok := a.entries[o.Key]; ok {
 			s.Count += max(o.Count, 1)
+			s.Buckets |= o.Buckets
 			if o.LastSeen.After(s.LastSeen) {
 				s.LastSeen = o.LastSeen
 			}

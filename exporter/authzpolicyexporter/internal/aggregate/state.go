@@ -23,6 +23,7 @@ type stateRecord struct {
 	Count       uint64 `json:"c"`
 	FirstSeen   int64  `json:"f"` // Unix nanoseconds
 	LastSeen    int64  `json:"l"`
+	Buckets     uint64 `json:"b,omitempty"`
 }
 
 // MarshalState encodes every record, sorted, so that the aggregate can be
@@ -33,7 +34,7 @@ func (a *Aggregate) MarshalState() ([]byte, error) {
 	for i, r := range recs {
 		st.Entries[i] = stateRecord{
 			Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route,
-			Count: r.Count, FirstSeen: r.FirstSeen.UnixNano(), LastSeen: r.LastSeen.UnixNano(),
+			Count: r.Count, FirstSeen: r.FirstSeen.UnixNano(), LastSeen: r.LastSeen.UnixNano(), Buckets: r.Buckets,
 		}
 	}
 	return json.Marshal(st)
@@ -54,7 +55,7 @@ func (a *Aggregate) RestoreState(data []byte) (int, error) {
 	for i, e := range st.Entries {
 		recs[i] = Record{
 			Key:   Key{Destination: e.Destination, Source: e.Source, Method: e.Method, Route: e.Route},
-			Stats: Stats{Count: e.Count, FirstSeen: time.Unix(0, e.FirstSeen).UTC(), LastSeen: time.Unix(0, e.LastSeen).UTC()},
+			Stats: Stats{Count: e.Count, FirstSeen: time.Unix(0, e.FirstSeen).UTC(), LastSeen: time.Unix(0, e.LastSeen).UTC(), Buckets: e.Buckets},
 		}
 	}
 	a.Observe(recs)
