@@ -34,8 +34,8 @@ func TestLogsHoldNoHeaderValues(t *testing.T) {
 	td := ptrace.NewTraces()
 	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
 	for _, header := range []string{
-		"By=" + balances + `;Cert="` + secret + `";URI=` + frontend,                   // learned
-		"By=" + balances + `;Cert="` + secret + `;URI=` + frontend,                    // unterminated quote
+		"By=" + balances + `;Cert="` + secret + `";URI=` + frontend,                  // learned
+		"By=" + balances + `;Cert="` + secret + `;URI=` + frontend,                   // unterminated quote
 		"By=" + balances + ";URI=spiffe://" + secret + "/x;URI=" + frontend,          // ambiguous
 		"By=" + balances + `;Subject="CN=` + secret + `";URI=spiffe://Bad/` + secret, // invalid identity
 	} {
