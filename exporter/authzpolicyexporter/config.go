@@ -156,6 +156,11 @@ func (cfg *Config) Validate() error {
 	if cfg.LearningPeriod < 0 {
 		errs = append(errs, errors.New("learning_period must not be negative"))
 	}
+	if cfg.LearningPeriod > 0 && cfg.Storage == nil {
+		// Without storage every restart would open a new learning period,
+		// in which everything is allowed.
+		errs = append(errs, errors.New("learning_period needs storage, so that a restart does not start it again"))
+	}
 	if cfg.MaxShrink < 0 || cfg.MaxShrink > 1 {
 		errs = append(errs, fmt.Errorf("max_shrink: %v must be between 0 and 1", cfg.MaxShrink))
 	}

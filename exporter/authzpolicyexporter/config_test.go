@@ -65,6 +65,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_trust_domain"), wantErr: `trust_domains: "Example.org"`},
 		{id: component.NewIDWithName(metadata.Type, "no_evidence"), wantErr: "min_observations must be at least 1"},
 		{id: component.NewIDWithName(metadata.Type, "bad_shrink"), wantErr: "max_shrink: 1.5"},
+		{id: component.NewIDWithName(metadata.Type, "learning_without_storage"), wantErr: "learning_period needs storage"},
 		{id: component.NewIDWithName(metadata.Type, "unknown_key"), wantErr: "flush_every"},
 		{id: component.NewIDWithName(metadata.Type, "signed"), want: signed},
 		{id: component.NewIDWithName(metadata.Type, "signed_defaults"), want: signedDefaults},

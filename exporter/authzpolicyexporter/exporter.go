@@ -47,6 +47,7 @@ type authzExporter struct {
 	flushMu      sync.Mutex
 	lastRevision string
 	guard        *shrinkGuard
+	guardReady   bool // the bundle in place was read (or there is none)
 	// firstStart is when this exporter first started, kept in storage: a
 	// restart does not extend the learning period.
 	firstStart time.Time
@@ -97,7 +98,9 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	e.publisher = p
-	e.loadPublished(ctx)
+	if err := e.loadPublished(ctx); err != nil {
+		e.logger.Warn("Could not read the bundle in place yet; publishing waits until it can", zap.Error(err))
+	}
 	e.stop = make(chan struct{})
 	e.done = make(chan struct{})
 	go e.loop()
@@ -113,7 +116,7 @@ func (e *authzExporter) loop() {
 		case <-e.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.FlushInterval)
+			ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.FlushInterval, e.cfg.Output.Timeout+10*time.Second))
 			_ = e.flush(ctx) // logged and counted inside
 			cancel()
 		}
@@ -195,10 +198,11 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		return nil
 	}
 
+	audit := e.cfg.LearningPeriod > 0 && e.now().Before(e.firstStart.Add(e.cfg.LearningPeriod))
 	b, err := render.Render(ctx, e.evidenced(e.agg.Snapshot()), render.Options{
 		CardinalityThreshold: e.cfg.Routes.CardinalityThreshold,
 		Signing:              e.signing,
-		Audit:                e.cfg.LearningPeriod > 0 && e.now().Before(e.firstStart.Add(e.cfg.LearningPeriod)),
+		Audit:                audit,
 	})
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
@@ -217,13 +221,29 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading rendered rules: %w", err)
 	}
-	if unexplained, hold := e.guard.check(rules, e.now()); hold {
+	if !e.guardReady {
+		// Without the published rules the guard could not tell a lost
+		// aggregate from a normal flush: wait for the store.
+		if err := e.loadPublished(ctx); err != nil {
+			e.publishOutcome(ctx, "held_back")
+			e.logger.Warn("Holding back: the bundle in place could not be read yet", zap.Error(err))
+			return nil
+		}
+	}
+	// An audit bundle allows everything, so it cannot shrink access.
+	if unexplained, hold := e.guard.check(rules, e.now()); hold && !audit {
 		e.publishOutcome(ctx, "held_back")
 		e.logger.Warn("Holding back a bundle that would remove many allow rules without their access expiring; the published bundle stays until the access is seen again or a window passes",
 			zap.Int("rules_removed", unexplained), zap.Int("rules_published", len(e.guard.published)), zap.Float64("max_shrink", e.cfg.MaxShrink))
 		return nil
 	}
 	changed, err := e.publish(ctx, b)
+	var review *publish.ReviewError
+	if errors.As(err, &review) {
+		// The enforced bundle is in place; only the review copy failed.
+		e.logger.Warn("Writing the unpacked review copy failed; it is written again with the next revision", zap.Error(review))
+		err = nil
+	}
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
 		if !e.outage {
@@ -267,19 +287,25 @@ func (e *authzExporter) evidenced(recs []aggregate.Record) []aggregate.Record {
 }
 
 // loadPublished reads the rules of the bundle already in place, the shrink
-// guard's reference after a restart.
-func (e *authzExporter) loadPublished(ctx context.Context) {
+// guard's reference after a restart. A bundle that is there but cannot be
+// read (written by another policy version) gives no reference; a store that
+// cannot be reached is an error, tried again at the next flush.
+func (e *authzExporter) loadPublished(ctx context.Context) error {
 	raw, err := e.publisher.Fetch(ctx)
-	if err == nil && raw != nil {
-		var rules []render.Rule
-		if rules, err = render.ReadRules(raw); err == nil {
-			e.guard.setPublished(rules)
-			return
-		}
-	}
 	if err != nil {
-		e.logger.Warn("Could not read the bundle in place; the shrink guard starts without a reference", zap.Error(err))
+		return err
 	}
+	e.guardReady = true
+	if raw == nil {
+		return nil
+	}
+	rules, err := render.ReadRules(raw)
+	if err != nil {
+		e.logger.Warn("The bundle in place cannot be read; the shrink guard has no reference", zap.Error(err))
+		return nil
+	}
+	e.guard.setPublished(rules)
+	return nil
 }
 
 // publish retries with jittered exponential backoff until it succeeds or
@@ -290,8 +316,9 @@ func (e *authzExporter) publish(ctx context.Context, b *render.Bundle) (bool, er
 	delay := 250 * time.Millisecond
 	for {
 		changed, err := e.publisher.Publish(ctx, b)
-		if err == nil {
-			return changed, nil
+		var review *publish.ReviewError
+		if err == nil || errors.As(err, &review) {
+			return changed, err
 		}
 		wait := delay/2 + rand.N(delay/2)
 		select {

@@ -259,3 +259,17 @@ func TestTrustDomainsAllowlist(t *testing.T) {
 	assert.Equal(t, 1, e.agg.Len())
 	assert.Equal(t, int64(2), e.skipped[reasonUntrustedDomain].Load())
 }
+
+// A review directory that cannot be written does not fail the flush: the
+// enforced bundle is published and the next flush sees it as unchanged.
+func TestUnwritableReviewDirDoesNotFailTheFlush(t *testing.T) {
+	blocked := filepath.Join(t.TempDir(), "review")
+	require.NoError(t, os.WriteFile(blocked, []byte("a file, not a directory"), 0o600))
+	e, dir := newTestExporter(t, func(c *Config) { c.Output.UnpackedDir = blocked; c.Output.Timeout = time.Second })
+	td, now := loadSpans(t, "semconv.json")
+	e.now = func() time.Time { return now }
+	require.NoError(t, e.consumeTraces(context.Background(), td))
+	require.NoError(t, e.flush(context.Background()))
+	assert.FileExists(t, filepath.Join(dir, publish.BundleName))
+	assert.NotEmpty(t, e.lastRevision)
+}

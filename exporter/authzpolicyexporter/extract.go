@@ -120,7 +120,7 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 	if why != learned {
 		return aggregate.Record{}, why
 	}
-	if len(x.domains) > 0 && (!x.domains[spiffeid.TrustDomain(dst)] || !x.domains[spiffeid.TrustDomain(src)]) {
+	if !x.trusted(dst, src) {
 		return aggregate.Record{}, reasonUntrustedDomain
 	}
 
@@ -156,6 +156,11 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		Key:   aggregate.Key{Destination: dst, Source: src, Method: method, Route: rt.String()},
 		Stats: aggregate.Stats{Count: 1, FirstSeen: seen, LastSeen: seen, Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64)},
 	}, learned
+}
+
+// trusted reports whether both identities are in the allowed trust domains.
+func (x *extractor) trusted(dst, src string) bool {
+	return len(x.domains) == 0 || x.domains[spiffeid.TrustDomain(dst)] && x.domains[spiffeid.TrustDomain(src)]
 }
 
 // identities finds the current hop's callee and caller: from the raw header,

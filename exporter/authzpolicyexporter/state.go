@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 )
 
 // Keys in the storage extension: the aggregate, and when the exporter first
@@ -49,10 +51,20 @@ func (e *authzExporter) restoreState(ctx context.Context, host component.Host) e
 	}
 	n, err := e.agg.RestoreState(data)
 	if err != nil {
-		// Starting empty is safe: nothing is published until something is
-		// learned, and the shrink guard holds back a smaller policy.
-		e.logger.Error("The saved aggregate could not be read; starting empty", zap.Error(err))
+		// Keep the unreadable state aside rather than overwrite it at the
+		// next save; starting empty is safe: the shrink guard holds back a
+		// smaller policy.
+		aside := stateKey + ".unreadable"
+		if serr := client.Set(ctx, aside, data); serr != nil {
+			return fmt.Errorf("storage: the saved aggregate is unreadable (%w) and could not be kept aside: %w", err, serr)
+		}
+		e.logger.Error("The saved aggregate could not be read; it is kept aside and the exporter starts empty",
+			zap.String("key", aside), zap.Error(err))
 		return nil
+	}
+	// A configuration narrowed since the state was saved applies to it.
+	if dropped := e.agg.Retain(func(k aggregate.Key) bool { return e.extract.trusted(k.Destination, k.Source) }); dropped > 0 {
+		e.logger.Info("Dropped restored access outside trust_domains", zap.Int("entries", dropped))
 	}
 	if n > 0 {
 		e.learnedAny.Store(true)
@@ -82,9 +94,16 @@ func (e *authzExporter) restoreFirstStart(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage: reading the first start: %w", err)
 	}
-	if t, perr := time.Parse(time.RFC3339Nano, string(raw)); raw != nil && perr == nil {
-		e.firstStart = t
-		return nil
+	if raw == nil {
+		return e.state.Set(ctx, firstStartKey, []byte(e.firstStart.UTC().Format(time.RFC3339Nano)))
 	}
-	return e.state.Set(ctx, firstStartKey, []byte(e.firstStart.UTC().Format(time.RFC3339Nano)))
+	t, err := time.Parse(time.RFC3339Nano, string(raw))
+	if err != nil {
+		// Fail closed: an unreadable start must not reopen the learning
+		// period (audit mode allows everything).
+		e.logger.Error("The saved first start is unreadable; the learning period is treated as over", zap.Error(err))
+		t = time.Time{}
+	}
+	e.firstStart = t
+	return nil
 }

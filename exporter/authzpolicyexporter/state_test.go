@@ -106,3 +106,40 @@ func TestStorageMustBeAStorageExtension(t *testing.T) {
 	}{}}})
 	assert.ErrorContains(t, err, "is not a storage extension")
 }
+
+// An unreadable saved aggregate is kept aside, not overwritten, and a
+// narrowed trust_domains applies to what is restored.
+func TestRestoreKeepsUnreadableStateAndAppliesTrustDomains(t *testing.T) {
+	storeID := component.MustNewID("file_storage")
+	store := &memStorage{data: map[string][]byte{stateKey: []byte(`{"version":99}`)}}
+	host := hostWithExtensions{ext: map[component.ID]component.Component{storeID: store}}
+	cfg := createDefaultConfig().(*Config)
+	cfg.Output.URL = "file://" + t.TempDir()
+	cfg.Storage = &storeID
+	e, err := newExporter(cfg, exportertest.NewNopSettings(metadata.Type))
+	require.NoError(t, err)
+	require.NoError(t, e.start(context.Background(), host))
+	require.NoError(t, e.shutdown(context.Background()))
+	assert.Equal(t, `{"version":99}`, string(store.data[stateKey+".unreadable"]))
+
+	// Learn two trust domains, then restart allowing only one.
+	store.data = map[string][]byte{}
+	learn, err := newExporter(cfg, exportertest.NewNopSettings(metadata.Type))
+	require.NoError(t, err)
+	require.NoError(t, learn.start(context.Background(), host))
+	td := spansFor("/a")
+	s := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().AppendEmpty()
+	s.Attributes().PutStr("http.request.header.x-forwarded-client-cert", "By=spiffe://other.org/b;URI=spiffe://other.org/a")
+	s.Attributes().PutStr("http.request.method", "GET")
+	s.Attributes().PutStr("url.path", "/a")
+	require.NoError(t, learn.consumeTraces(context.Background(), td))
+	require.NoError(t, learn.shutdown(context.Background()))
+
+	narrowed := *cfg
+	narrowed.TrustDomains = []string{"example.org"}
+	again, err := newExporter(&narrowed, exportertest.NewNopSettings(metadata.Type))
+	require.NoError(t, err)
+	require.NoError(t, again.start(context.Background(), host))
+	assert.Equal(t, 1, again.agg.Len())
+	require.NoError(t, again.shutdown(context.Background()))
+}

@@ -101,6 +101,21 @@ func (a *Aggregate) Expire(cutoff time.Time) []Key {
 	return gone
 }
 
+// Retain keeps the keys for which keep is true and returns how many it
+// dropped.
+func (a *Aggregate) Retain(keep func(Key) bool) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for k := range a.entries {
+		if !keep(k) {
+			delete(a.entries, k)
+			n++
+		}
+	}
+	return n
+}
+
 // Len returns the number of keys.
 func (a *Aggregate) Len() int {
 	a.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
@@ -100,10 +99,17 @@ func (r *review) Publish(ctx context.Context, b *render.Bundle) (bool, error) {
 		return false, err
 	}
 	if err := writeUnpacked(r.dir, b.Files); err != nil {
-		return changed, fmt.Errorf("unpacked bundle: %w", err)
+		return changed, &ReviewError{Err: err}
 	}
 	return changed, nil
 }
+
+// ReviewError reports that the bundle was published but its unpacked
+// review copy could not be written.
+type ReviewError struct{ Err error }
+
+func (e *ReviewError) Error() string { return "unpacked bundle: " + e.Err.Error() }
+func (e *ReviewError) Unwrap() error { return e.Err }
 
 // writeUnpacked makes dir hold exactly the bundle's files: new and changed
 // files are replaced one by one, then data files of destinations that are

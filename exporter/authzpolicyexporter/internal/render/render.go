@@ -173,6 +173,14 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	sum.Write(Policy)
 	sum.Write([]byte{0})
 	sum.Write(canonical)
+	if opts.Signing != nil {
+		// A new key or key id must reach stores that skip unchanged
+		// revisions; the signature itself (ES256 varies) stays out.
+		key := sha256.Sum256(opts.Signing.Key)
+		sum.Write([]byte{0})
+		sum.Write([]byte(opts.Signing.Algorithm + " " + opts.Signing.KeyID + " "))
+		sum.Write(key[:])
+	}
 	out.Revision = hex.EncodeToString(sum.Sum(nil)[:16])
 
 	b, err := assemble(out.Revision, data)

@@ -111,7 +111,8 @@ func TestSignedBundleVerifies(t *testing.T) {
 	for _, k := range []testKey{newRSAKey(t), newECKey(t, elliptic.P256()), newSecret(t)} {
 		t.Run(k.alg, func(t *testing.T) {
 			b := renderSigned(t, k)
-			assert.Equal(t, unsigned.Revision, b.Revision, "the revision does not depend on the signature")
+			assert.NotEqual(t, unsigned.Revision, b.Revision, "signing with a key is a new revision, so stores upload it")
+			assert.Equal(t, b.Revision, renderSigned(t, k).Revision, "the revision does not depend on the signature")
 			assert.Equal(t, unsigned.Rules, b.Rules)
 
 			names, files := opatest.Untar(t, b.Tarball)
