@@ -209,17 +209,13 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.logger.Error("Rendering the bundle failed; the last published bundle stays", zap.Error(err))
 		return fmt.Errorf("render: %w", err)
 	}
-	e.telemetry.AuthzPolicyRules.Record(ctx, int64(b.Rules))
+	e.telemetry.AuthzPolicyRules.Record(ctx, int64(len(b.Rules)))
 	if b.Skipped > 0 {
 		e.logger.Warn("Aggregate entries could not be rendered and were left out", zap.Int("entries", b.Skipped))
 	}
 	if b.Revision == e.lastRevision {
 		e.publishOutcome(ctx, "unchanged")
 		return nil
-	}
-	rules, err := render.ReadRules(b.Tarball)
-	if err != nil {
-		return fmt.Errorf("reading rendered rules: %w", err)
 	}
 	if !e.guardReady {
 		// Without the published rules the guard could not tell a lost
@@ -231,7 +227,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		}
 	}
 	// An audit bundle allows everything, so it cannot shrink access.
-	if unexplained, hold := e.guard.check(rules, e.now()); hold && !audit {
+	if unexplained, hold := e.guard.check(b.Rules, e.now()); hold && !audit {
 		e.publishOutcome(ctx, "held_back")
 		e.logger.Warn("Holding back a bundle that would remove many allow rules without their access expiring; the published bundle stays until the access is seen again or a window passes",
 			zap.Int("rules_removed", unexplained), zap.Int("rules_published", len(e.guard.published)), zap.Float64("max_shrink", e.cfg.MaxShrink))
@@ -258,7 +254,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.logger.Info("Publishing recovered", zap.String("revision", b.Revision))
 	}
 	e.lastRevision = b.Revision
-	e.guard.setPublished(rules)
+	e.guard.setPublished(b.Rules)
 	if !changed {
 		e.publishOutcome(ctx, "unchanged")
 		return nil
@@ -266,7 +262,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	e.publishOutcome(ctx, "published")
 	e.logger.Info("Published policy bundle",
 		zap.String("revision", b.Revision),
-		zap.Int("rules", b.Rules),
+		zap.Int("rules", len(b.Rules)),
 		zap.Int("entries", entries),
 		zap.Int("expired", len(expired)))
 	return nil

@@ -639,7 +639,7 @@ func TestLearningQuality(t *testing.T) {
 	row("services / edges / edge templates", fmt.Sprintf("%d / %d / %d", len(w.services), len(w.edges), nTemplates))
 	row("requests generated / learned / held out", fmt.Sprintf("%d / %d / %d", nRequests, len(learn), len(held)))
 	row("aggregate keys (learned routes)", len(snap))
-	row("rules rendered (after generalization)", b.Rules)
+	row("rules rendered (after generalization)", len(b.Rules))
 	row("held out on templates unseen in learning (excluded)", unseen)
 	row("held-out legitimate allowed", fmt.Sprintf("%d / %d = %.2f%% (goal >= %.0f%%)", allowed, evaluated, 100*heldRate, 100*goalHeldOut))
 	row("probe kind", "allowed / total (discarded as legitimate)")
@@ -891,7 +891,7 @@ func BenchmarkDecision(b *testing.B) {
 		recs := syntheticAggregate(n)
 		bd, err := render.Render(context.Background(), recs, render.Options{CardinalityThreshold: threshold})
 		require.NoError(b, err)
-		require.Equal(b, n*25, bd.Rules)
+		require.Len(b, bd.Rules, n*25)
 		pq := opatest.Load(b, bd.Tarball)
 		// A destination in the middle, its third caller.
 		d := n / 2

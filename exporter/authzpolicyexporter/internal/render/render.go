@@ -67,9 +67,10 @@ type Bundle struct {
 	// A signed bundle's Files carry their own .signatures.json (see
 	// SigningOptions.FilesDir).
 	Files map[string][]byte
-	// Rules counts (destination, source, method, route) grants after
-	// generalization; Skipped counts records that could not be rendered.
-	Rules, Skipped int
+	// Rules are the allow rules after generalization, in no particular
+	// order; Skipped counts records that could not be rendered.
+	Rules   []Rule
+	Skipped int
 }
 
 // grant is what the policy reads for one (destination, source, method).
@@ -104,7 +105,7 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	for g, rs := range routes {
 		gr := &grant{}
 		for _, rt := range route.Generalize(rs, opts.CardinalityThreshold) {
-			out.Rules++
+			out.Rules = append(out.Rules, Rule{Destination: g.dst, Source: g.src, Method: g.method, Route: rt})
 			if !rt.HasWildcard() {
 				if gr.Paths == nil {
 					gr.Paths = map[string]bool{}

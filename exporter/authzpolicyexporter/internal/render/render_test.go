@@ -103,7 +103,7 @@ func TestRenderGolden(t *testing.T) {
 		return err
 	}))
 	assert.Equal(t, want, got)
-	assert.Equal(t, 10, b.Rules)
+	assert.Len(t, b.Rules, 10)
 }
 
 // The tarball and the unpacked files are the same bundle.

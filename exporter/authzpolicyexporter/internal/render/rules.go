@@ -23,8 +23,8 @@ func (r Rule) Key() string {
 	return r.Destination + " " + r.Source + " " + r.Method + " " + r.Route.String()
 }
 
-// ReadRules lists the allow rules of a bundle tarball, such as the one
-// published before a restart, by reading its data back.
+// ReadRules lists the allow rules of a bundle tarball published before, by
+// reading its data back; a freshly rendered Bundle carries them already.
 func ReadRules(tarball []byte) ([]Rule, error) {
 	b, err := bundle.NewReader(bytes.NewReader(tarball)).WithSkipBundleVerification(true).Read()
 	if err != nil {

@@ -24,7 +24,7 @@ func TestReadRules(t *testing.T) {
 	}
 	slices.Sort(want)
 	assert.Equal(t, want, got)
-	assert.Len(t, rules, b.Rules)
+	assert.ElementsMatch(t, b.Rules, rules, "the rendered rules are the ones the tarball holds")
 
 	_, err = ReadRules([]byte("not a bundle"))
 	assert.Error(t, err)

@@ -104,7 +104,7 @@ func newXAOracle(t testing.TB) *xaOracle {
 		records = append(records, rec(p[0], p[1], "GET", "/x"))
 	}
 	b := mustRender(t, records)
-	require.Equal(t, len(xaGranted), b.Rules)
+	require.Len(t, b.Rules, len(xaGranted))
 
 	o.policy = xaPrepare(t, b.Tarball, nil)
 	src := string(Policy)
