@@ -10,6 +10,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// Tar writes files, in the order of names, as a gzipped tarball: a bundle
+// assembled by hand, such as a tampered copy.
+func Tar(t testing.TB, names []string, files map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, name := range names {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(files[name])), Typeflag: tar.TypeReg}))
+		_, err := tw.Write(files[name])
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
 // Untar returns a bundle tarball's files by name, and the names in order.
 func Untar(t testing.TB, tarball []byte) (names []string, files map[string][]byte) {
 	t.Helper()

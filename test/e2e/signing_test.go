@@ -3,9 +3,7 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -71,7 +69,7 @@ func TestE2ESignedBundle(t *testing.T) {
 		tampered[n] = b
 	}
 	tampered["/data.json"] = addGrant(t, content["/data.json"], balances, frontend, "GET", "/balances/admin")
-	forged := tarBundle(t, names, tampered)
+	forged := opatest.Tar(t, names, tampered)
 	// Without verification the forgery would grant it.
 	assert.True(t, allowsUnverified(t, forged, admin), "the tampered bundle does not grant the extra access")
 
@@ -88,7 +86,7 @@ func TestE2ESignedBundle(t *testing.T) {
 			unsignedNames = append(unsignedNames, n)
 		}
 	}
-	unsigned := tarBundle(t, unsignedNames, tampered)
+	unsigned := opatest.Tar(t, unsignedNames, tampered)
 	replacement.Store(&unsigned)
 	require.Eventually(t, func() bool { return strings.Contains(opa.log.String(), "bundle missing .signatures.json file") }, 30*time.Second, 200*time.Millisecond,
 		"OPA never reported the unsigned bundle")
@@ -143,21 +141,6 @@ func startSignedOPAEnvoy(t *testing.T, publicKeyFile string, set ...string) (str
 	p := startProcess(t, "opa-envoy-plugin", nil, bin, args...)
 	waitHTTP(t, "http://"+rest+"/health", http.StatusOK)
 	return rest, p
-}
-
-func tarBundle(t *testing.T, names []string, files map[string][]byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, n := range names {
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}))
-		_, err := tw.Write(files[n])
-		require.NoError(t, err)
-	}
-	require.NoError(t, tw.Close())
-	require.NoError(t, zw.Close())
-	return buf.Bytes()
 }
 
 // addGrant adds a literal route to data.json, where the policy looks for

@@ -1,9 +1,7 @@
 package render
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -87,23 +85,6 @@ func readVerified(tarball []byte, vc *bundle.VerificationConfig) (bundle.Bundle,
 	return bundle.NewReader(bytes.NewReader(tarball)).WithBundleVerificationConfig(vc).Read()
 }
 
-// untar returns the tarball's files by name, in order.
-
-func retar(t testing.TB, names []string, files map[string][]byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, name := range names {
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(files[name])), Typeflag: tar.TypeReg}))
-		_, err := tw.Write(files[name])
-		require.NoError(t, err)
-	}
-	require.NoError(t, tw.Close())
-	require.NoError(t, zw.Close())
-	return buf.Bytes()
-}
-
 // A bundle signed with each algorithm verifies with the matching key, is
 // enforced as before, and refuses tampering and other keys.
 func TestSignedBundleVerifies(t *testing.T) {
@@ -143,7 +124,7 @@ func TestSignedBundleVerifies(t *testing.T) {
 			}
 			tampered["/data.json"] = bytes.Replace(files["/data.json"], []byte(`"/balances/summary":true`), []byte(`"/balances/summary":true,"/balances/admin":true`), 1)
 			require.NotEqual(t, files["/data.json"], tampered["/data.json"])
-			_, err = readVerified(retar(t, names, tampered), k.verification("authz"))
+			_, err = readVerified(opatest.Tar(t, names, tampered), k.verification("authz"))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "data.json: digest mismatch")
 
@@ -152,7 +133,7 @@ func TestSignedBundleVerifies(t *testing.T) {
 			policy := bytes.Clone(files["/"+policyPath])
 			policy[bytes.Index(policy, []byte("default allow := false"))+len("default allow := ")] = 't'
 			tampered["/"+policyPath] = policy
-			_, err = readVerified(retar(t, names, tampered), k.verification("authz"))
+			_, err = readVerified(opatest.Tar(t, names, tampered), k.verification("authz"))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "policy.rego: digest mismatch")
 
@@ -163,7 +144,7 @@ func TestSignedBundleVerifies(t *testing.T) {
 					unsignedNames = append(unsignedNames, n)
 				}
 			}
-			_, err = readVerified(retar(t, unsignedNames, files), k.verification("authz"))
+			_, err = readVerified(opatest.Tar(t, unsignedNames, files), k.verification("authz"))
 			require.ErrorContains(t, err, "missing .signatures.json")
 
 			// Another key of the same kind.
