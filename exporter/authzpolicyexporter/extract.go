@@ -108,8 +108,9 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		}
 	}
 	seen := span.EndTimestamp().AsTime()
-	if seen.IsZero() || seen.After(now) || span.EndTimestamp() == 0 {
-		// A clock in the future must not keep access alive past the window.
+	if span.EndTimestamp() == 0 || seen.After(now) {
+		// No end time: seen now. A clock in the future must not keep access
+		// alive past the window.
 		seen = now
 	}
 	if seen.Before(now.Add(-x.window)) {

@@ -34,14 +34,13 @@ type Publisher interface {
 // Open returns the publisher for an output URL (file://, s3://, gs:// or
 // azblob://), writing the unpacked bundle to unpackedDir too when set.
 func Open(ctx context.Context, rawURL, unpackedDir string, keep int) (Publisher, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
 	var p Publisher
-	if dir, ok := strings.CutPrefix(rawURL, "file://"); ok {
-		u, err := url.Parse(rawURL)
-		if err != nil {
-			return nil, err
-		}
-		dir = u.Path
-		p = NewDir(dir)
+	if u.Scheme == "file" {
+		p = NewDir(u.Path)
 	} else {
 		b, err := OpenBlob(ctx, rawURL, keep)
 		if err != nil {
