@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +52,9 @@ type advCase struct {
 	// attrs are the span's attributes, res its resource's (pcommon's
 	// FromRaw: []byte is a bytes value, []any a slice).
 	attrs, res map[string]any
-	want       reason
+	// kind is the span's kind; the zero value is UNSPECIFIED.
+	kind ptrace.SpanKind
+	want reason
 	// literal says the learned route is the allowed request's path itself,
 	// so siblings and the parent must be denied too.
 	literal bool
@@ -343,7 +347,7 @@ func adversarialCorpus() []advCase {
 		advCase{
 			name:  "headers-json-truncated",
 			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":` + jsonString(istio(advDst("json-trunc"), advAttacker)), "http.method": "GET", "http.target": "/ok"},
-			want:  reasonMalformedHeaders,
+			want:  reasonTruncatedHeader,
 			deny:  []opatest.Request{ok(advDst("json-trunc"), advAttacker)},
 		},
 		advCase{
@@ -413,7 +417,6 @@ func adversarialCorpus() []advCase {
 		{"status-string", "403"},
 		{"status-double", 403.0},
 		{"status-401", int64(401)},
-		{"status-404-double", 404.9},
 	} {
 		add(advCase{
 			name:  tc.name,
@@ -448,6 +451,162 @@ func adversarialCorpus() []advCase {
 		}
 		add(c)
 	}
+	add(redTeamCorpus()...)
+	return cases
+}
+
+// expect makes r an allowed request of c if c is learned, a denied one
+// otherwise.
+func expect(c advCase, r opatest.Request) advCase {
+	if c.want == learned {
+		c.allow = append(c.allow, r)
+	} else {
+		c.deny = append(c.deny, r)
+	}
+	return c
+}
+
+// redTeamCorpus holds what a red-team review found learned although no one
+// was granted it: refused gRPC calls, headers cut in the pipeline, spans
+// that are not the callee's, statuses that say nothing.
+func redTeamCorpus() []advCase {
+	var cases []advCase
+	add := func(c ...advCase) { cases = append(cases, c...) }
+
+	// gRPC answers refused calls with HTTP 200; the outcome is grpc-status,
+	// as semantic conventions (old: int, new: code name) or Pixie's
+	// response header map carry it.
+	grpc := func(name string, want reason, extra map[string]any) advCase {
+		dst := advDst(name)
+		c := advCase{
+			name: name, want: want, literal: true, kind: ptrace.SpanKindServer,
+			attrs: map[string]any{
+				"http.request.header.x-forwarded-client-cert": istio(dst, advCaller), "http.request.method": "POST",
+				"url.path": "/bank.Ledger/Transfer", "http.response.status_code": int64(200), "rpc.system": "grpc",
+			},
+		}
+		for k, v := range extra {
+			c.attrs[k] = v
+		}
+		return expect(c, opatest.Request{Destination: dst, Source: advCaller, Method: "POST", Path: "/bank.Ledger/Transfer"})
+	}
+	pixieGRPC := func(name string, want reason, respHeaders string) advCase {
+		dst := advDst(name)
+		c := advCase{
+			name: name, want: want, literal: true, kind: ptrace.SpanKindServer,
+			attrs: map[string]any{
+				"http.req_headers":  `{":path":"/bank.Ledger/Transfer","content-type":"application/grpc","x-forwarded-client-cert":` + jsonString(istio(dst, advCaller)) + `}`,
+				"http.resp_headers": respHeaders, "http.method": "POST", "http.target": "/bank.Ledger/Transfer", "http.status_code": int64(200),
+			},
+		}
+		return expect(c, opatest.Request{Destination: dst, Source: advCaller, Method: "POST", Path: "/bank.Ledger/Transfer"})
+	}
+	add(
+		grpc("grpc-permission-denied", reasonDeniedStatus, map[string]any{"rpc.grpc.status_code": int64(7)}),
+		grpc("grpc-unauthenticated", reasonDeniedStatus, map[string]any{"rpc.grpc.status_code": int64(16)}),
+		grpc("grpc-unimplemented", reasonDeniedStatus, map[string]any{"rpc.grpc.status_code": int64(12)}),
+		grpc("grpc-denied-name", reasonDeniedStatus, map[string]any{"rpc.response.status_code": "PERMISSION_DENIED"}),
+		grpc("grpc-denied-name-lower", reasonDeniedStatus, map[string]any{"rpc.response.status_code": "unauthenticated"}),
+		grpc("grpc-denied-numeric-string", reasonDeniedStatus, map[string]any{"rpc.response.status_code": "7"}),
+		grpc("grpc-ok", learned, map[string]any{"rpc.grpc.status_code": int64(0)}),
+		grpc("grpc-ok-name", learned, map[string]any{"rpc.response.status_code": "OK"}),
+		grpc("grpc-not-found", learned, map[string]any{"rpc.grpc.status_code": int64(5)}),
+		grpc("grpc-out-of-range", reasonInvalidStatus, map[string]any{"rpc.grpc.status_code": int64(99)}),
+		grpc("grpc-unknown-name", reasonInvalidStatus, map[string]any{"rpc.response.status_code": "DENIED"}),
+		grpc("grpc-disagree", reasonDeniedStatus, map[string]any{"rpc.grpc.status_code": int64(0), "rpc.response.status_code": "PERMISSION_DENIED"}),
+		pixieGRPC("pixie-grpc-denied", reasonDeniedStatus, `{":status":"200","content-type":"application/grpc","grpc-message":"","grpc-status":"7"}`),
+		pixieGRPC("pixie-grpc-ok", learned, `{":status":"200","content-type":"application/grpc","grpc-message":"","grpc-status":"0"}`),
+		pixieGRPC("pixie-grpc-repeated", reasonInvalidStatus, `{":status":"200","grpc-status":"0","grpc-status":"7"}`),
+		pixieGRPC("pixie-grpc-cut", reasonInvalidStatus, `{":status":"200","content-type":"application/grpc","grpc-mess`+pixieCut),
+		pixieGRPC("pixie-grpc-garbage", reasonInvalidStatus, `{":status":"200","grpc-status":"permission denied"}`),
+	)
+
+	// Only the callee's own SERVER span (or one without a kind) is access
+	// to the callee: a service that copies incoming headers onto its own
+	// outbound calls must not teach them as calls to itself.
+	for _, k := range []ptrace.SpanKind{ptrace.SpanKindClient, ptrace.SpanKindProducer, ptrace.SpanKindConsumer, ptrace.SpanKindInternal} {
+		c := pathCase("kind-"+strings.ToLower(k.String()), "/kind/ok", reasonNotServerSpan, false, nil, "/kind/ok")
+		c.kind = k
+		add(c)
+	}
+	server := pathCase("kind-server", "/kind/ok", learned, true, []string{"/kind/ok"})
+	server.kind = ptrace.SpanKindServer
+	add(server)
+
+	// Statuses that say nothing, and statuses that disagree.
+	for _, tc := range []struct {
+		name  string
+		attrs map[string]any
+		res   map[string]any
+		want  reason
+	}{
+		{"status-nan", map[string]any{"http.response.status_code": math.NaN()}, nil, reasonInvalidStatus},
+		{"status-inf", map[string]any{"http.response.status_code": math.Inf(1)}, nil, reasonInvalidStatus},
+		{"status-neg-inf", map[string]any{"http.response.status_code": math.Inf(-1)}, nil, reasonInvalidStatus},
+		{"status-negative", map[string]any{"http.response.status_code": int64(-403)}, nil, reasonInvalidStatus},
+		{"status-1403", map[string]any{"http.response.status_code": int64(1403)}, nil, reasonInvalidStatus},
+		{"status-zero", map[string]any{"http.status_code": int64(0)}, nil, reasonInvalidStatus},
+		{"status-fraction", map[string]any{"http.response.status_code": 404.9}, nil, reasonInvalidStatus},
+		{"status-bool", map[string]any{"http.response.status_code": true}, nil, reasonInvalidStatus},
+		{"status-disagree", map[string]any{"http.response.status_code": int64(200), "http.status_code": int64(403)}, nil, reasonDeniedStatus},
+		{"status-disagree-invalid", map[string]any{"http.response.status_code": int64(200), "http.status_code": "forbidden"}, nil, reasonInvalidStatus},
+		{"status-resource-denied", map[string]any{"http.response.status_code": int64(200)}, map[string]any{"http.status_code": int64(401)}, reasonDeniedStatus},
+		{"status-whole-double", map[string]any{"http.response.status_code": 200.0}, nil, learned},
+	} {
+		dst := advDst(tc.name)
+		attrs := map[string]any{"http.request.header.x-forwarded-client-cert": istio(dst, advCaller), "http.request.method": "GET", "url.path": "/ok"}
+		for k, v := range tc.attrs {
+			attrs[k] = v
+		}
+		add(expect(advCase{name: tc.name, attrs: attrs, res: tc.res, want: tc.want, literal: true}, ok(dst, advCaller)))
+	}
+
+	// A header cut in the pipeline. With APPEND_FORWARD the client's own
+	// element comes first and Envoy's for the current hop last: a client
+	// that pads its element to a pipeline limit has Envoy's cut away and
+	// what is left names the callee it chose.
+	ledgerAdmin := advDst("ledger-admin")
+	forged := func(n int) string {
+		e := "By=" + ledgerAdmin + ";URI=" + advAttacker + ";DNS="
+		return e + strings.Repeat("a", n-len(e))
+	}
+	cutAt := func(h string, n int) string { return h[:n] }
+	appended := func(n int) string { return forged(n+40) + "," + istio(advDst("real-callee"), advAttacker) }
+	for _, n := range []int{100, 128, 1024, 2048, 4096, 8192, 16384} {
+		add(xfccCase(fmt.Sprintf("xfcc-cut-%d", n), cutAt(appended(n), n), reasonTruncatedHeader, nil, ok(ledgerAdmin, advAttacker)))
+	}
+	// A Subject in UTF-8: an SDK counts characters, not bytes.
+	utf8Subject := "By=" + advDst("utf8-cut") + ";URI=" + advAttacker + ";Subject=\"CN="
+	utf8Subject += strings.Repeat("ö", 1024-len(utf8Subject))
+	add(
+		xfccCase("xfcc-cut-array", []any{cutAt(appended(4096), 4096)}, reasonTruncatedHeader, nil, ok(ledgerAdmin, advAttacker)),
+		xfccCase("xfcc-cut-characters", utf8Subject, reasonTruncatedHeader, nil, ok(advDst("utf8-cut"), advAttacker)),
+		xfccCase("xfcc-below-limit", "By="+advDst("below-limit")+";URI="+advAttacker+";DNS="+strings.Repeat("a", 4095-len("By="+advDst("below-limit")+";URI="+advAttacker+";DNS=")), learned,
+			[]opatest.Request{ok(advDst("below-limit"), advAttacker)}),
+		xfccCase("xfcc-pixie-marker", istio(advDst("marker"), advAttacker)+pixieCut, reasonTruncatedHeader, nil, ok(advDst("marker"), advAttacker)),
+		advCase{
+			// Pixie cuts the whole header map at 8 KiB and marks it.
+			name: "headers-json-cut-marked",
+			attrs: map[string]any{"http.req_headers": (`{"x-forwarded-client-cert":` + jsonString(appended(9000)) + `}`)[:8192] + pixieCut,
+				"http.method": "GET", "http.target": "/ok"},
+			want: reasonTruncatedHeader,
+			deny: []opatest.Request{ok(ledgerAdmin, advAttacker)},
+		},
+		advCase{
+			// Pixie's Go HTTP/2 probes cut each header value at 128 bytes,
+			// silently, inside a map that still closes.
+			name:  "headers-json-value-cut",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":` + jsonString(cutAt(appended(128), 128)) + `}`, "http.method": "GET", "http.target": "/ok"},
+			want:  reasonTruncatedHeader,
+			deny:  []opatest.Request{ok(ledgerAdmin, advAttacker)},
+		},
+		advCase{
+			name:  "xfcc-pair-cut",
+			attrs: map[string]any{"http.xfcc_by": "By=" + advDst("pair-cut"), "http.xfcc_uri": ("URI=" + advAttacker + strings.Repeat("x", 200))[:128], "http.method": "GET", "http.target": "/ok"},
+			want:  reasonTruncatedHeader,
+			deny:  []opatest.Request{ok(advDst("pair-cut"), advAttacker)},
+		},
+	)
 	return cases
 }
 
@@ -468,6 +627,7 @@ func advTraces(c advCase) ptrace.Traces {
 		}
 	}
 	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	s.SetKind(c.kind)
 	if err := s.Attributes().FromRaw(c.attrs); err != nil {
 		panic(err)
 	}
@@ -488,7 +648,11 @@ func nearMisses(r opatest.Request, literal bool) []opatest.Request {
 	with(func(m *opatest.Request) { m.Destination = strings.Replace(m.Destination, "example.org", "evil.org", 1) })
 	with(func(m *opatest.Request) { m.Destination += "x" })
 	with(func(m *opatest.Request) { m.Destination += "/x" })
-	with(func(m *opatest.Request) { m.Method = "POST" })
+	with(func(m *opatest.Request) {
+		if m.Method = "POST"; r.Method == "POST" {
+			m.Method = "GET"
+		}
+	})
 	with(func(m *opatest.Request) { m.Method = strings.ToLower(m.Method) })
 	with(func(m *opatest.Request) { m.NoHeader = true })
 	with(func(m *opatest.Request) { m.SourcePrincipal, m.DestinationPrincipal = advIntruder, m.Destination })

@@ -27,10 +27,27 @@ type Config struct {
 	// MaxEntries caps the aggregate; new accesses beyond it are dropped and
 	// counted.
 	MaxEntries int `mapstructure:"max_entries"`
+	// MaxEntriesPerCaller caps the keys of one caller for one callee, so
+	// that one caller's flood of distinct paths never stops the others
+	// from being learned.
+	MaxEntriesPerCaller int `mapstructure:"max_entries_per_caller"`
 	// SkipStatusCodes are responses whose requests are never learned:
 	// traffic that was refused must not become allowed, and probes for
 	// routes that do not exist (404, 405) must not become policy.
 	SkipStatusCodes []int `mapstructure:"skip_status_codes"`
+	// SkipGRPCStatusCodes are gRPC statuses whose calls are never learned:
+	// gRPC answers a refused call with HTTP 200 and says so in its
+	// grpc-status trailer.
+	SkipGRPCStatusCodes []int `mapstructure:"skip_grpc_status_codes"`
+	// LearnUnspecifiedKind also learns spans without a kind; spans of any
+	// other kind than SERVER (a client's own outbound call, messaging,
+	// internal work) are never learned.
+	LearnUnspecifiedKind bool `mapstructure:"learn_unspecified_kind"`
+	// TruncationLimits are the lengths (in bytes, or in characters) at which
+	// some stage of the span pipeline cuts attribute values. An identity
+	// header of exactly such a length may have lost its last element, the
+	// only one Envoy vouches for, so it is never learned.
+	TruncationLimits []int `mapstructure:"truncation_limits"`
 
 	// MaxShrink is the largest share of the published allow rules that one
 	// publication may remove for a reason other than window expiry; a
@@ -117,12 +134,19 @@ type AttributesConfig struct {
 	XFCCBy  []string `mapstructure:"xfcc_by"`
 	XFCCURI []string `mapstructure:"xfcc_uri"`
 	// Method, Path, URL (used for its path when there is no Path), Route
-	// (an instrumentation-given template) and StatusCode.
+	// (an instrumentation-given template) and StatusCode (every one
+	// present is read; the most restrictive wins).
 	Method     []string `mapstructure:"method"`
 	Path       []string `mapstructure:"path"`
 	URL        []string `mapstructure:"url"`
 	Route      []string `mapstructure:"route"`
 	StatusCode []string `mapstructure:"status_code"`
+	// GRPCStatusCode holds a gRPC status, as a number or a code name; every
+	// one present is read.
+	GRPCStatusCode []string `mapstructure:"grpc_status_code"`
+	// ResponseHeaders holds a JSON object of response headers (Pixie's
+	// http.resp_headers), whose grpc-status is read like GRPCStatusCode.
+	ResponseHeaders []string `mapstructure:"response_headers"`
 }
 
 var _ confmap.Validator = (*Config)(nil)
@@ -139,9 +163,22 @@ func (cfg *Config) Validate() error {
 	if cfg.MaxEntries <= 0 {
 		errs = append(errs, errors.New("max_entries must be positive"))
 	}
+	if cfg.MaxEntriesPerCaller <= 0 {
+		errs = append(errs, errors.New("max_entries_per_caller must be positive"))
+	}
 	for _, c := range cfg.SkipStatusCodes {
 		if c < 100 || c > 599 {
 			errs = append(errs, fmt.Errorf("skip_status_codes: %d is not an HTTP status code", c))
+		}
+	}
+	for _, c := range cfg.SkipGRPCStatusCodes {
+		if c < 0 || c > maxGRPCStatus {
+			errs = append(errs, fmt.Errorf("skip_grpc_status_codes: %d is not a gRPC status code (0-16)", c))
+		}
+	}
+	for _, n := range cfg.TruncationLimits {
+		if n <= 0 {
+			errs = append(errs, fmt.Errorf("truncation_limits: %d must be positive", n))
 		}
 	}
 	if cfg.MinObservations < 1 {

@@ -22,7 +22,11 @@ func TestLoadConfig(t *testing.T) {
 	custom.FlushInterval = 10 * time.Second
 	custom.Window = 24 * time.Hour
 	custom.MaxEntries = 5000
+	custom.MaxEntriesPerCaller = 200
 	custom.SkipStatusCodes = []int{401, 403, 407}
+	custom.SkipGRPCStatusCodes = []int{7, 16}
+	custom.LearnUnspecifiedKind = false
+	custom.TruncationLimits = []int{4096, 8192}
 	custom.Output = OutputConfig{URL: "s3://policies/prod/authz?region=eu-west-1", Timeout: 20 * time.Second, KeepRevisions: 5, UnpackedDir: "/srv/policy-review"}
 	custom.Routes = RoutesConfig{
 		Templates:            []string{"/users/{id}", "/orders/{order:id}/items/{item:int}"},
@@ -31,15 +35,17 @@ func TestLoadConfig(t *testing.T) {
 		MaxSegments:          16,
 	}
 	custom.Attributes = AttributesConfig{
-		XFCC:           []string{"envoy.xfcc"},
-		RequestHeaders: []string{},
-		XFCCBy:         []string{},
-		XFCCURI:        []string{},
-		Method:         []string{"http.request.method"},
-		Path:           []string{"url.path"},
-		URL:            []string{},
-		Route:          []string{"http.route"},
-		StatusCode:     []string{"http.response.status_code"},
+		XFCC:            []string{"envoy.xfcc"},
+		RequestHeaders:  []string{},
+		XFCCBy:          []string{},
+		XFCCURI:         []string{},
+		Method:          []string{"http.request.method"},
+		Path:            []string{"url.path"},
+		URL:             []string{},
+		Route:           []string{"http.route"},
+		StatusCode:      []string{"http.response.status_code"},
+		GRPCStatusCode:  []string{"rpc.grpc.status_code"},
+		ResponseHeaders: []string{},
 	}
 
 	signed := createDefaultConfig().(*Config)
@@ -71,6 +77,9 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "signed_defaults"), want: signedDefaults},
 		{id: component.NewIDWithName(metadata.Type, "bad_algorithm"), wantErr: `signing::algorithm: "PS256" is not supported`},
 		{id: component.NewIDWithName(metadata.Type, "empty_key_id"), wantErr: "signing::key_id must not be empty"},
+		{id: component.NewIDWithName(metadata.Type, "bad_grpc_status"), wantErr: "skip_grpc_status_codes: 17 is not a gRPC status code"},
+		{id: component.NewIDWithName(metadata.Type, "bad_per_caller"), wantErr: "max_entries_per_caller must be positive"},
+		{id: component.NewIDWithName(metadata.Type, "bad_truncation_limit"), wantErr: "truncation_limits: -1 must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {

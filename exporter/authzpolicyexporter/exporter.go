@@ -81,7 +81,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		logger:    set.Logger,
 		telemetry: tb,
 		extract:   x,
-		agg:       aggregate.New(cfg.MaxEntries),
+		agg:       aggregate.New(cfg.MaxEntries, cfg.MaxEntriesPerCaller),
 		guard:     newShrinkGuard(cfg.MaxShrink, cfg.Window),
 		signing:   signing,
 		now:       time.Now,
@@ -163,10 +163,10 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 			}
 		}
 	}
-	if dropped := e.agg.Observe(obs); dropped > 0 {
-		counts[learned] -= int64(dropped)
-		counts[reasonAggregateFull] += int64(dropped)
-	}
+	dropped := e.agg.Observe(obs)
+	counts[learned] -= int64(dropped.Total())
+	counts[reasonAggregateFull] += int64(dropped.Full)
+	counts[reasonCallerFull] += int64(dropped.CallerFull)
 	if counts[learned] > 0 {
 		e.learnedAny.Store(true)
 		e.telemetry.AuthzPolicySpansLearned.Add(ctx, counts[learned])

@@ -143,7 +143,7 @@ func TestSkipReasonsAreCounted(t *testing.T) {
 
 	require.NoError(t, e.consumeTraces(context.Background(), td))
 	want := map[reason]int64{
-		reasonNoIdentity: 1, reasonMalformedXFCC: 1, reasonMalformedHeaders: 1, reasonAmbiguousIdentity: 1, reasonInvalidIdentity: 1,
+		reasonNoIdentity: 1, reasonMalformedXFCC: 1, reasonTruncatedHeader: 1, reasonAmbiguousIdentity: 1, reasonInvalidIdentity: 1,
 		reasonNoMethod: 1, reasonInvalidMethod: 1, reasonNoPath: 1, reasonInvalidPath: 1,
 		reasonPathTraversal: 1, reasonPathTooLong: 1, reasonDeniedStatus: 1,
 	}

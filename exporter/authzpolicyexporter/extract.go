@@ -2,9 +2,9 @@ package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/ex
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -13,6 +13,7 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/headerjson"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/status"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/xfcc"
 )
 
@@ -37,8 +38,11 @@ const (
 	reasonRedactedPath
 	reasonDeniedStatus
 	reasonInvalidStatus
+	reasonNotServerSpan
+	reasonTruncatedHeader
 	reasonExpired
 	reasonAggregateFull
+	reasonCallerFull
 	numReasons
 )
 
@@ -59,23 +63,35 @@ var reasonNames = [numReasons]string{
 	reasonRedactedPath:      "redacted_path",
 	reasonDeniedStatus:      "denied_status",
 	reasonInvalidStatus:     "invalid_status",
+	reasonNotServerSpan:     "not_server_span",
+	reasonTruncatedHeader:   "truncated_header",
 	reasonExpired:           "expired",
 	reasonAggregateFull:     "aggregate_full",
+	reasonCallerFull:        "caller_full",
 }
 
 func (r reason) String() string { return reasonNames[r] }
 
-// xfccHeader is the header's name as Envoy writes it.
-const xfccHeader = "x-forwarded-client-cert"
+// Header names as Envoy and gRPC write them.
+const (
+	xfccHeader       = "x-forwarded-client-cert"
+	grpcStatusHeader = "grpc-status"
+)
+
+// maxGRPCStatus is the highest gRPC status code.
+const maxGRPCStatus = status.MaxGRPC
 
 // extractor turns a span into an observed access.
 type extractor struct {
-	attrs   AttributesConfig
-	domains map[string]bool // empty: any trust domain
-	skip    map[int64]bool
-	learner *route.Learner
-	window  time.Duration
-	bucket  time.Duration
+	attrs       AttributesConfig
+	domains     map[string]bool // empty: any trust domain
+	skip        map[int64]bool
+	skipGRPC    map[int64]bool
+	unspecified bool         // learn spans without a kind
+	cuts        map[int]bool // truncation limits
+	learner     *route.Learner
+	window      time.Duration
+	bucket      time.Duration
 }
 
 func newExtractor(cfg *Config) (*extractor, error) {
@@ -83,29 +99,43 @@ func newExtractor(cfg *Config) (*extractor, error) {
 	if err != nil {
 		return nil, err
 	}
-	skip := make(map[int64]bool, len(cfg.SkipStatusCodes))
-	for _, c := range cfg.SkipStatusCodes {
-		skip[int64(c)] = true
+	return &extractor{
+		attrs:       cfg.Attributes,
+		skip:        set(cfg.SkipStatusCodes, func(c int) int64 { return int64(c) }),
+		skipGRPC:    set(cfg.SkipGRPCStatusCodes, func(c int) int64 { return int64(c) }),
+		unspecified: cfg.LearnUnspecifiedKind,
+		cuts:        set(cfg.TruncationLimits, func(n int) int { return n }),
+		learner:     l,
+		window:      cfg.Window,
+		bucket:      cfg.TimeBucket,
+		domains:     set(cfg.TrustDomains, func(td string) string { return td }),
+	}, nil
+}
+
+func set[T any, K comparable](items []T, key func(T) K) map[K]bool {
+	m := make(map[K]bool, len(items))
+	for _, it := range items {
+		m[key(it)] = true
 	}
-	domains := make(map[string]bool, len(cfg.TrustDomains))
-	for _, td := range cfg.TrustDomains {
-		domains[td] = true
-	}
-	return &extractor{attrs: cfg.Attributes, skip: skip, learner: l, window: cfg.Window, bucket: cfg.TimeBucket, domains: domains}, nil
+	return m
 }
 
 // observe returns the access a span shows, or why it shows none.
 func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (aggregate.Record, reason) {
-	attrs := span.Attributes()
-	if v, ok := lookup(x.attrs.StatusCode, attrs, res); ok {
-		code, ok := statusCode(v)
-		switch {
-		case !ok:
-			// A status that says nothing might hide a refusal.
-			return aggregate.Record{}, reasonInvalidStatus
-		case x.skip[code]:
-			return aggregate.Record{}, reasonDeniedStatus
+	switch span.Kind() {
+	case ptrace.SpanKindServer:
+	case ptrace.SpanKindUnspecified:
+		if !x.unspecified {
+			return aggregate.Record{}, reasonNotServerSpan
 		}
+	default:
+		// A client's own outbound call may carry the XFCC header it
+		// received: learning it would teach its calls as access to itself.
+		return aggregate.Record{}, reasonNotServerSpan
+	}
+	attrs := span.Attributes()
+	if why := x.outcome(attrs, res); why != learned {
+		return aggregate.Record{}, why
 	}
 	seen := span.EndTimestamp().AsTime()
 	if span.EndTimestamp() == 0 || seen.After(now) {
@@ -159,6 +189,46 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 	}, learned
 }
 
+// outcome reads every status the span carries, HTTP and gRPC, on the span
+// and on its resource. When they disagree the most restrictive wins: any
+// refusal, then any status that says nothing (which might hide one).
+func (x *extractor) outcome(attrs, res pcommon.Map) reason {
+	why := learned
+	worse := func(r reason) {
+		if why != reasonDeniedStatus {
+			why = r
+		}
+	}
+	judge := func(code int64, ok bool, skip map[int64]bool) {
+		switch {
+		case !ok:
+			worse(reasonInvalidStatus)
+		case skip[code]:
+			worse(reasonDeniedStatus)
+		}
+	}
+	each(x.attrs.StatusCode, attrs, res, func(v pcommon.Value) {
+		c, ok := status.HTTP(v)
+		judge(c, ok, x.skip)
+	})
+	each(x.attrs.GRPCStatusCode, attrs, res, func(v pcommon.Value) {
+		c, ok := status.GRPC(v)
+		judge(c, ok, x.skipGRPC)
+	})
+	each(x.attrs.ResponseHeaders, attrs, res, func(v pcommon.Value) {
+		h, found, err := headerjson.Find(valueString(v), grpcStatusHeader)
+		switch {
+		case err != nil:
+			// A cut or broken header map may hide the grpc-status.
+			worse(reasonInvalidStatus)
+		case found:
+			c, ok := status.GRPCText(h)
+			judge(c, ok, x.skipGRPC)
+		}
+	})
+	return why
+}
+
 // trusted reports whether both identities are in the allowed trust domains.
 func (x *extractor) trusted(dst, src string) bool {
 	return len(x.domains) == 0 || x.domains[spiffeid.TrustDomain(dst)] && x.domains[spiffeid.TrustDomain(src)]
@@ -166,16 +236,31 @@ func (x *extractor) trusted(dst, src string) bool {
 
 // identities finds the current hop's callee and caller: from the raw header,
 // else from a JSON header map, else from the By/URI pair.
+// A value that may have been cut is never read for identities: with
+// APPEND_FORWARD the element Envoy appended for the current hop is the one
+// a cut removes, and what is left ends with the client's own element.
 func (x *extractor) identities(attrs, res pcommon.Map) (dst, src string, why reason) {
 	if v, ok := lookup(x.attrs.XFCC, attrs, res); ok {
-		return hop(headerValue(v))
+		h, cut := x.headerValue(v)
+		if cut {
+			return "", "", reasonTruncatedHeader
+		}
+		return hop(h)
 	}
 	if v, ok := lookup(x.attrs.RequestHeaders, attrs, res); ok {
-		h, found, err := headerjson.Find(valueString(v), xfccHeader)
-		if err != nil {
-			return "", "", reasonMalformedHeaders
+		doc := valueString(v)
+		if x.cut(doc) {
+			return "", "", reasonTruncatedHeader
 		}
-		if found {
+		h, found, err := headerjson.Find(doc, xfccHeader)
+		switch {
+		case errors.Is(err, headerjson.ErrTruncated):
+			return "", "", reasonTruncatedHeader
+		case err != nil:
+			return "", "", reasonMalformedHeaders
+		case found && x.cut(h):
+			return "", "", reasonTruncatedHeader
+		case found:
 			return hop(h)
 		}
 	}
@@ -186,6 +271,9 @@ func (x *extractor) identities(attrs, res pcommon.Map) (dst, src string, why rea
 	}
 	dst = trimKey(valueString(by), "by=")
 	src = trimKey(valueString(uri), "uri=")
+	if x.cut(valueString(by)) || x.cut(valueString(uri)) {
+		return "", "", reasonTruncatedHeader
+	}
 	if dst == "" || src == "" {
 		return "", "", reasonNoIdentity
 	}
@@ -235,6 +323,44 @@ func (x *extractor) path(attrs, res pcommon.Map) (string, bool) {
 	return "/", true
 }
 
+// pixieCut is what Pixie appends to a value it cut (its header maps at
+// 8 KiB, bodies).
+const pixieCut = "... [TRUNCATED]"
+
+// cut reports whether s may have been truncated: it ends with Pixie's
+// marker, or is exactly as long as a truncation limit, in bytes or in
+// characters (SDKs count characters, processors bytes).
+func (x *extractor) cut(s string) bool {
+	if strings.HasSuffix(s, pixieCut) {
+		return true
+	}
+	if len(x.cuts) == 0 {
+		return false
+	}
+	if x.cuts[len(s)] {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return x.cuts[utf8.RuneCountInString(s)]
+		}
+	}
+	return false
+}
+
+// each calls f with every named attribute present, on the span and on its
+// resource.
+func each(names []string, attrs, res pcommon.Map, f func(pcommon.Value)) {
+	for _, n := range names {
+		if v, ok := attrs.Get(n); ok {
+			f(v)
+		}
+		if v, ok := res.Get(n); ok {
+			f(v)
+		}
+	}
+}
+
 // lookup returns the first named attribute, on the span or its resource.
 func lookup(names []string, attrs, res pcommon.Map) (pcommon.Value, bool) {
 	for _, n := range names {
@@ -262,16 +388,21 @@ func valueString(v pcommon.Value) string {
 
 // headerValue reads a header attribute: a string, or a string array (the
 // semantic conventions' form) whose values are joined as repeated headers.
-func headerValue(v pcommon.Value) string {
+// cut reports a value, or an array element, that may have been truncated.
+func (x *extractor) headerValue(v pcommon.Value) (h string, cut bool) {
 	if v.Type() != pcommon.ValueTypeSlice {
-		return valueString(v)
+		h = valueString(v)
+		return h, x.cut(h)
 	}
 	s := v.Slice()
 	parts := make([]string, 0, s.Len())
 	for i := 0; i < s.Len(); i++ {
-		parts = append(parts, valueString(s.At(i)))
+		p := valueString(s.At(i))
+		cut = cut || x.cut(p)
+		parts = append(parts, p)
 	}
-	return strings.Join(parts, ",")
+	h = strings.Join(parts, ",")
+	return h, cut || x.cut(h)
 }
 
 // trimKey removes a case-insensitive "Key=" prefix.
@@ -280,17 +411,4 @@ func trimKey(s, key string) string {
 		return s[len(key):]
 	}
 	return s
-}
-
-func statusCode(v pcommon.Value) (int64, bool) {
-	switch v.Type() {
-	case pcommon.ValueTypeInt:
-		return v.Int(), true
-	case pcommon.ValueTypeStr:
-		c, err := strconv.ParseInt(v.Str(), 10, 64)
-		return c, err == nil
-	case pcommon.ValueTypeDouble:
-		return int64(v.Double()), true
-	}
-	return 0, false
 }

@@ -30,30 +30,39 @@ func NewFactory() exporter.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		FlushInterval:   30 * time.Second,
-		Window:          168 * time.Hour,
-		MaxEntries:      100_000,
-		MaxShrink:       0.2,
-		MinObservations: 1,
-		TimeBucket:      time.Hour,
-		SkipStatusCodes: []int{401, 403, 404, 405},
-		Output:          OutputConfig{URL: "file:///var/lib/otelcol-authz", Timeout: 30 * time.Second},
-		Signing:         SigningConfig{Algorithm: render.RS256, KeyID: "default"},
+		FlushInterval:        30 * time.Second,
+		Window:               168 * time.Hour,
+		MaxEntries:           100_000,
+		MaxEntriesPerCaller:  1000,
+		MaxShrink:            0.2,
+		MinObservations:      1,
+		TimeBucket:           time.Hour,
+		SkipStatusCodes:      []int{401, 403, 404, 405},
+		SkipGRPCStatusCodes:  []int{7, 16, 12}, // PERMISSION_DENIED, UNAUTHENTICATED, UNIMPLEMENTED
+		LearnUnspecifiedKind: true,
+		// Where pipelines cut values: Pixie's gRPC header fields (100
+		// bytes for gRPC-C, 128 for Go) and header maps (8 KiB), and the
+		// round limits SDKs and processors are usually given.
+		TruncationLimits: []int{100, 128, 1024, 2048, 4096, 8192, 16384},
+		Output:           OutputConfig{URL: "file:///var/lib/otelcol-authz", Timeout: 30 * time.Second},
+		Signing:          SigningConfig{Algorithm: render.RS256, KeyID: "default"},
 		Routes: RoutesConfig{
 			CardinalityThreshold: 10,
 			MaxPathLength:        2048,
 			MaxSegments:          32,
 		},
 		Attributes: AttributesConfig{
-			XFCC:           []string{"http.request.header.x-forwarded-client-cert"},
-			RequestHeaders: []string{"http.req_headers"},
-			XFCCBy:         []string{"http.xfcc_by"},
-			XFCCURI:        []string{"http.xfcc_uri"},
-			Method:         []string{"http.request.method", "http.method"},
-			Path:           []string{"url.path", "http.target"},
-			URL:            []string{"url.full", "http.url"},
-			Route:          []string{"http.route"},
-			StatusCode:     []string{"http.response.status_code", "http.status_code"},
+			XFCC:            []string{"http.request.header.x-forwarded-client-cert"},
+			RequestHeaders:  []string{"http.req_headers"},
+			XFCCBy:          []string{"http.xfcc_by"},
+			XFCCURI:         []string{"http.xfcc_uri"},
+			Method:          []string{"http.request.method", "http.method"},
+			Path:            []string{"url.path", "http.target"},
+			URL:             []string{"url.full", "http.url"},
+			Route:           []string{"http.route"},
+			StatusCode:      []string{"http.response.status_code", "http.status_code"},
+			GRPCStatusCode:  []string{"rpc.grpc.status_code", "rpc.response.status_code"},
+			ResponseHeaders: []string{"http.resp_headers"},
 		},
 	}
 }

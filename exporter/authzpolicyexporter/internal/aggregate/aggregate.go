@@ -38,21 +38,40 @@ type Record struct {
 
 // Aggregate is safe for concurrent use.
 type Aggregate struct {
-	maxEntries int
+	maxEntries   int
+	maxPerCaller int
 
 	mu      sync.Mutex
 	entries map[Key]*Stats
-	dropped uint64
+	// perCaller counts the keys of each (callee, caller) pair, so that one
+	// caller's flood of distinct paths cannot crowd out everyone else.
+	perCaller map[pair]int
 }
 
-// New returns an empty aggregate that holds at most maxEntries keys.
-func New(maxEntries int) *Aggregate {
-	return &Aggregate{maxEntries: maxEntries, entries: map[Key]*Stats{}}
+// pair is one caller of one callee.
+type pair struct{ destination, source string }
+
+// New returns an empty aggregate that holds at most maxEntries keys, and at
+// most maxPerCaller keys for any one caller of one callee (0: no such cap).
+func New(maxEntries, maxPerCaller int) *Aggregate {
+	return &Aggregate{maxEntries: maxEntries, maxPerCaller: maxPerCaller, entries: map[Key]*Stats{}, perCaller: map[pair]int{}}
 }
 
-// Observe records accesses. A new key is refused when the aggregate is full;
-// the return value counts refusals.
-func (a *Aggregate) Observe(obs []Record) (dropped int) {
+// Dropped counts the new keys an Observe refused, by cap.
+type Dropped struct {
+	// Full: the aggregate held maxEntries keys.
+	Full int
+	// CallerFull: the caller held maxPerCaller keys for that callee.
+	CallerFull int
+}
+
+// Total is every refused key.
+func (d Dropped) Total() int { return d.Full + d.CallerFull }
+
+// Observe records accesses. A new key is refused when the aggregate, or its
+// caller's share for that callee, is full; keys already held are always
+// refreshed.
+func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := range obs {
@@ -68,8 +87,13 @@ func (a *Aggregate) Observe(obs []Record) (dropped int) {
 			}
 			continue
 		}
+		p := pair{o.Destination, o.Source}
+		if a.maxPerCaller > 0 && a.perCaller[p] >= a.maxPerCaller {
+			dropped.CallerFull++
+			continue
+		}
 		if len(a.entries) >= a.maxEntries {
-			dropped++
+			dropped.Full++
 			continue
 		}
 		// Clone so a map key never pins the span batch it came from.
@@ -82,9 +106,20 @@ func (a *Aggregate) Observe(obs []Record) (dropped int) {
 		st := o.Stats
 		st.Count = max(st.Count, 1)
 		a.entries[k] = &st
+		a.perCaller[pair{k.Destination, k.Source}]++
 	}
-	a.dropped += uint64(dropped)
 	return dropped
+}
+
+// forget deletes k; the lock is held.
+func (a *Aggregate) forget(k Key) {
+	delete(a.entries, k)
+	p := pair{k.Destination, k.Source}
+	if a.perCaller[p] <= 1 {
+		delete(a.perCaller, p)
+	} else {
+		a.perCaller[p]--
+	}
 }
 
 // Expire forgets keys last seen before cutoff and returns them.
@@ -94,7 +129,7 @@ func (a *Aggregate) Expire(cutoff time.Time) []Key {
 	var gone []Key
 	for k, s := range a.entries {
 		if s.LastSeen.Before(cutoff) {
-			delete(a.entries, k)
+			a.forget(k)
 			gone = append(gone, k)
 		}
 	}
@@ -109,7 +144,7 @@ func (a *Aggregate) Retain(keep func(Key) bool) int {
 	n := 0
 	for k := range a.entries {
 		if !keep(k) {
-			delete(a.entries, k)
+			a.forget(k)
 			n++
 		}
 	}

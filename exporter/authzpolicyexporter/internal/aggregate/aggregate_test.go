@@ -34,7 +34,7 @@ func keysOf(rs []Record) []Key {
 }
 
 func TestObserveAndSnapshotSorted(t *testing.T) {
-	a := New(100)
+	a := New(100, 0)
 	in := []Record{
 		rec(key("spiffe://td/b", "spiffe://td/x", "GET", "/z"), 1, at(0), at(0)),
 		rec(key("spiffe://td/a", "spiffe://td/y", "GET", "/a"), 1, at(0), at(0)),
@@ -56,7 +56,7 @@ func TestObserveAndSnapshotSorted(t *testing.T) {
 }
 
 func TestSnapshotEmpty(t *testing.T) {
-	a := New(10)
+	a := New(10, 0)
 	s := a.Snapshot()
 	assert.NotNil(t, s)
 	assert.Empty(t, s)
@@ -74,7 +74,7 @@ func TestCompareKeys(t *testing.T) {
 }
 
 func TestReobservationIsIdempotentForKeys(t *testing.T) {
-	a := New(10)
+	a := New(10, 0)
 	k := key("d", "s", "GET", "/users/{int}")
 	a.Observe([]Record{rec(k, 1, at(5), at(5))})
 	before := keysOf(a.Snapshot())
@@ -93,7 +93,7 @@ func TestReobservationIsIdempotentForKeys(t *testing.T) {
 }
 
 func TestNewKeyCountsAtLeastOnce(t *testing.T) {
-	a := New(10)
+	a := New(10, 0)
 	a.Observe([]Record{rec(key("d", "s", "GET", "/"), 0, at(0), at(0)), rec(key("d", "s", "PUT", "/"), 7, at(0), at(0))})
 	snap := a.Snapshot()
 	require.Len(t, snap, 2)
@@ -102,19 +102,18 @@ func TestNewKeyCountsAtLeastOnce(t *testing.T) {
 }
 
 func TestCap(t *testing.T) {
-	a := New(2)
+	a := New(2, 0)
 	k1, k2, k3, k4 := key("d", "s", "GET", "/1"), key("d", "s", "GET", "/2"), key("d", "s", "GET", "/3"), key("d", "s", "GET", "/4")
-	assert.Equal(t, 1, a.Observe([]Record{rec(k1, 1, at(0), at(0)), rec(k2, 1, at(0), at(0)), rec(k3, 1, at(0), at(0))}))
+	assert.Equal(t, Dropped{Full: 1}, a.Observe([]Record{rec(k1, 1, at(0), at(0)), rec(k2, 1, at(0), at(0)), rec(k3, 1, at(0), at(0))}))
 	assert.Equal(t, 2, a.Len())
 	assert.Equal(t, []Key{k1, k2}, keysOf(a.Snapshot()), "the first keys are kept")
 
 	// Known keys are still updated when full; only new keys are refused.
-	assert.Equal(t, 2, a.Observe([]Record{rec(k1, 1, at(0), at(3)), rec(k4, 1, at(0), at(0)), rec(k3, 1, at(0), at(0))}))
+	assert.Equal(t, Dropped{Full: 2}, a.Observe([]Record{rec(k1, 1, at(0), at(3)), rec(k4, 1, at(0), at(0)), rec(k3, 1, at(0), at(0))}))
 	snap := a.Snapshot()
 	assert.Equal(t, []Key{k1, k2}, keysOf(snap))
 	assert.Equal(t, uint64(2), snap[0].Count)
 	assert.Equal(t, at(3), snap[0].LastSeen)
-	assert.Equal(t, uint64(3), a.dropped, "refusals accumulate")
 
 	// Expiry makes room again.
 	assert.Len(t, a.Expire(at(1)), 1)
@@ -122,14 +121,44 @@ func TestCap(t *testing.T) {
 	assert.Equal(t, []Key{k1, k4}, keysOf(a.Snapshot()))
 }
 
+// One caller's flood of distinct routes fills its own share for that callee
+// only: other callers of the callee, and the same caller of other callees,
+// are still learned, and expiry gives the share back.
+func TestCapPerCaller(t *testing.T) {
+	a := New(100, 3)
+	flood := make([]Record, 10)
+	for i := range flood {
+		flood[i] = rec(key("d", "flooder", "GET", fmt.Sprintf("/f/%d", i)), 1, at(0), at(i))
+	}
+	assert.Equal(t, Dropped{CallerFull: 7}, a.Observe(flood))
+	assert.Equal(t, Dropped{}, a.Observe([]Record{
+		rec(key("d", "other", "GET", "/a"), 1, at(0), at(5)),
+		rec(key("d2", "flooder", "GET", "/a"), 1, at(0), at(5)),
+		rec(key("d", "flooder", "GET", "/f/0"), 1, at(0), at(5)), // held: refreshed
+	}))
+	assert.Equal(t, 5, a.Len())
+	assert.Equal(t, Dropped{CallerFull: 1}, a.Observe([]Record{rec(key("d", "flooder", "POST", "/x"), 1, at(0), at(5))}), "methods share the pair's cap")
+
+	// /f/1 and /f/2 expire; two new keys fit again, the third does not.
+	assert.Len(t, a.Expire(at(3)), 2)
+	assert.Equal(t, Dropped{CallerFull: 1}, a.Observe([]Record{
+		rec(key("d", "flooder", "GET", "/n/1"), 1, at(6), at(6)),
+		rec(key("d", "flooder", "GET", "/n/2"), 1, at(6), at(6)),
+		rec(key("d", "flooder", "GET", "/n/3"), 1, at(6), at(6)),
+	}))
+	// Retain gives shares back too.
+	assert.Equal(t, 3, a.Retain(func(k Key) bool { return k.Source != "flooder" || k.Destination != "d" }))
+	assert.Equal(t, Dropped{}, a.Observe([]Record{rec(key("d", "flooder", "GET", "/m"), 1, at(6), at(6))}))
+}
+
 func TestCapZero(t *testing.T) {
-	a := New(0)
-	assert.Equal(t, 2, a.Observe([]Record{rec(key("d", "s", "GET", "/"), 1, at(0), at(0)), rec(key("d", "s", "GET", "/"), 1, at(0), at(0))}))
+	a := New(0, 0)
+	assert.Equal(t, Dropped{Full: 2}, a.Observe([]Record{rec(key("d", "s", "GET", "/"), 1, at(0), at(0)), rec(key("d", "s", "GET", "/"), 1, at(0), at(0))}))
 	assert.Zero(t, a.Len())
 }
 
 func TestExpire(t *testing.T) {
-	a := New(10)
+	a := New(10, 0)
 	old, edge, fresh := key("d", "s", "GET", "/old"), key("d", "s", "GET", "/edge"), key("d", "s", "GET", "/fresh")
 	a.Observe([]Record{rec(old, 1, at(0), at(1)), rec(edge, 1, at(0), at(5)), rec(fresh, 1, at(0), at(9))})
 
@@ -153,7 +182,7 @@ func TestExpire(t *testing.T) {
 // TestSnapshotIsACopy checks that neither the caller's batch nor a snapshot
 // shares memory with the aggregate.
 func TestSnapshotIsACopy(t *testing.T) {
-	a := New(10)
+	a := New(10, 0)
 	k := key("d", "s", "GET", "/x")
 	batch := []Record{rec(k, 1, at(0), at(0))}
 	a.Observe(batch)
@@ -177,7 +206,7 @@ func TestSnapshotIsACopy(t *testing.T) {
 // its own copy. This is the one place unsafe is needed: a string built
 // with string(b) is already a copy and could not detect a missing clone.
 func TestKeysDoNotAliasCallerMemory(t *testing.T) {
-	a := New(100)
+	a := New(100, 0)
 	buf := make([]byte, 0, 64)
 	view := func(s string) string {
 		buf = append(buf[:0], s...)
@@ -203,7 +232,7 @@ func TestKeysDoNotAliasCallerMemory(t *testing.T) {
 	assert.Equal(t, 10, a.Len())
 
 	// Reusing an ordinary caller slice (the usual batch pattern) is safe too.
-	a2 := New(100)
+	a2 := New(100, 0)
 	batch := make([]Record, 1)
 	for i := 0; i < 10; i++ {
 		b := []byte(fmt.Sprintf("/r/%d", i))
@@ -222,7 +251,7 @@ func TestConcurrent(t *testing.T) {
 		observers = 16
 		rounds    = 300
 	)
-	a := New(maxKeys)
+	a := New(maxKeys, 0)
 	var wg sync.WaitGroup
 	for g := 0; g < observers; g++ {
 		wg.Add(1)
@@ -237,7 +266,7 @@ func TestConcurrent(t *testing.T) {
 					k := key(fmt.Sprintf("spiffe://td/d%d", rng.Intn(5)), fmt.Sprintf("spiffe://td/s%d", rng.Intn(5)), "GET", fmt.Sprintf("/r/%d", rng.Intn(20)))
 					batch = append(batch, rec(k, 1, at(m), at(m)))
 				}
-				dropped := a.Observe(batch)
+				dropped := a.Observe(batch).Total()
 				if dropped < 0 || dropped > len(batch) {
 					t.Errorf("dropped %d of %d", dropped, len(batch))
 				}
@@ -285,7 +314,7 @@ func TestConcurrent(t *testing.T) {
 
 func TestStateRoundTrip(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 123, time.UTC)
-	a := New(10)
+	a := New(10, 0)
 	a.Observe([]Record{
 		{Key: Key{"spiffe://td/b", "spiffe://td/a", "GET", "/x/{int}"}, Stats: Stats{Count: 3, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}},
 		{Key: Key{"spiffe://td/b", "spiffe://td/c", "POST", "/y"}, Stats: Stats{Count: 1, FirstSeen: t0, LastSeen: t0}},
@@ -293,7 +322,7 @@ func TestStateRoundTrip(t *testing.T) {
 	data, err := a.MarshalState()
 	require.NoError(t, err)
 
-	b := New(10)
+	b := New(10, 0)
 	n, err := b.RestoreState(data)
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
@@ -303,8 +332,8 @@ func TestStateRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(data), string(again))
 
-	_, err = New(10).RestoreState([]byte(`{"version":99,"entries":[]}`))
+	_, err = New(10, 0).RestoreState([]byte(`{"version":99,"entries":[]}`))
 	assert.ErrorContains(t, err, "version 99")
-	_, err = New(10).RestoreState([]byte(`{`))
+	_, err = New(10, 0).RestoreState([]byte(`{`))
 	assert.Error(t, err)
 }

@@ -6,12 +6,18 @@ package headerjson
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 )
 
 // ErrSyntax is returned for a document that is not a JSON object of
-// headers up to the point where the header was found.
-var ErrSyntax = errors.New("headerjson: malformed headers object")
+// headers up to the point where the header was found. ErrTruncated, which
+// is also an ErrSyntax, says the document ended inside the object: it was
+// cut, so a header may be missing or shortened.
+var (
+	ErrSyntax    = errors.New("headerjson: malformed headers object")
+	ErrTruncated = fmt.Errorf("%w: it ends inside the object", ErrSyntax)
+)
 
 // Find returns the values of header name (matched case-insensitively) in
 // doc, a JSON object whose values are strings or arrays of strings. Repeated
@@ -23,7 +29,7 @@ func Find(doc, name string) (string, bool, error) {
 	s := scanner{doc: doc}
 	s.space()
 	if !s.consume('{') {
-		return "", false, ErrSyntax
+		return "", false, s.fail()
 	}
 	var values []string
 	s.space()
@@ -34,16 +40,16 @@ func Find(doc, name string) (string, bool, error) {
 		s.space()
 		key, ok := s.str()
 		if !ok {
-			return "", false, ErrSyntax
+			return "", false, s.fail()
 		}
 		s.space()
 		if !s.consume(':') {
-			return "", false, ErrSyntax
+			return "", false, s.fail()
 		}
 		s.space()
 		start := s.pos
 		if !s.skipValue(0) {
-			return "", false, ErrSyntax
+			return "", false, s.fail()
 		}
 		if strings.EqualFold(key, name) {
 			v, err := headerValues(doc[start:s.pos])
@@ -57,7 +63,7 @@ func Find(doc, name string) (string, bool, error) {
 			break
 		}
 		if !s.consume(',') {
-			return "", false, ErrSyntax
+			return "", false, s.fail()
 		}
 	}
 	return strings.Join(values, ","), len(values) > 0, nil
@@ -82,6 +88,15 @@ func headerValues(raw string) ([]string, error) {
 type scanner struct {
 	doc string
 	pos int
+}
+
+// fail is the error for a scan that stopped: a document that ran out
+// before the object closed was cut.
+func (s *scanner) fail() error {
+	if s.pos >= len(s.doc) {
+		return ErrTruncated
+	}
+	return ErrSyntax
 }
 
 func (s *scanner) space() {

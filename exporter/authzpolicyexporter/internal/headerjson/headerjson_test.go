@@ -2,6 +2,7 @@ package headerjson
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -126,5 +127,31 @@ func BenchmarkFind(b *testing.B) {
 		if _, ok, err := Find(doc, xfcc); !ok || err != nil {
 			b.Fatal(ok, err)
 		}
+	}
+}
+
+// A document that ends inside the object was cut on its way (Pixie cuts the
+// header map at 8 KiB): that is ErrTruncated, anything else malformed is
+// only ErrSyntax.
+func TestFindTellsTruncatedFromMalformed(t *testing.T) {
+	for _, tt := range []struct {
+		doc       string
+		truncated bool
+	}{
+		{`{"x-forwarded-client-cert":"By=spiffe://a/b;URI=spi`, true},
+		{`{"x-forwarded-client-cert":"v","user-agent":"cu`, true},
+		{`{"x-forwarded-client-cert":"v",`, true},
+		{`{"x-forwarded-client-cert":"v\`, true},
+		{`{"a":[1,2`, true},
+		{`{"a":12`, true},
+		{`{`, true},
+		{`{"x-forwarded-client-cert" "v"}`, false},
+		{`{"a":"b" "x-forwarded-client-cert":"v"}`, false},
+		{`["x-forwarded-client-cert"]`, false},
+		{"{\"x-forwarded-client-cert\":\"a\nb\"}", false},
+	} {
+		_, _, err := Find(tt.doc, xfcc)
+		require.ErrorIs(t, err, ErrSyntax, tt.doc)
+		assert.Equal(t, tt.truncated, errors.Is(err, ErrTruncated), tt.doc)
 	}
 }
