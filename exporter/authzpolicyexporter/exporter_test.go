@@ -95,6 +95,7 @@ func TestLearnsSampleSpans(t *testing.T) {
 				{Destination: backend, Source: payments, Method: "POST", Path: "/ledger/entries"},
 				{Destination: backend, Source: payments, Method: "GET", Path: "/ledger/accounts/5500112233"},
 				{Destination: backend, Source: frontend, Method: "GET", Path: "/healthz"},
+				{Destination: backend, Source: payments, Method: "POST", Path: "/bank.Ledger/Transfer"}, // gRPC, OK
 			}
 			for _, r := range allowed {
 				assert.True(t, policy.Allowed(r), "%s %s from %s to %s", r.Method, r.Path, r.Source, r.Destination)
@@ -109,6 +110,9 @@ func TestLearnsSampleSpans(t *testing.T) {
 				{Destination: payments, Source: frontend, Method: "GET", Path: "/payments/admin"},
 				{Destination: backend, Source: frontend, Method: "GET", Path: "/healthz/x"},
 				{Destination: backend, Source: "spiffe://evil.org/ns/bank/sa/frontend", Method: "GET", Path: "/healthz"},
+				{Destination: backend, Source: frontend, Method: "POST", Path: "/bank.Ledger/Transfer"}, // gRPC PERMISSION_DENIED with HTTP 200
+				{Destination: backend, Source: payments, Method: "POST", Path: "/bank.Ledger/Delete"},
+				{Destination: backend, Source: payments, Method: "GET", Path: "/bank.Ledger/Transfer"},
 			}
 			for _, r := range denied {
 				assert.False(t, policy.Allowed(r), "%s %s from %s to %s", r.Method, r.Path, r.Source, r.Destination)

@@ -227,6 +227,7 @@ func TestE2EPixieSpansToBundle(t *testing.T) {
 		{Destination: payments, Source: frontend, Method: "POST", Path: "/payments"},
 		{Destination: backend, Source: payments, Method: "POST", Path: "/ledger/entries"},
 		{SourcePrincipal: frontend, DestinationPrincipal: backend, NoHeader: true, Method: "GET", Path: "/healthz"},
+		{Destination: backend, Source: payments, Method: "POST", Path: "/bank.Ledger/Transfer"},
 	} {
 		assert.True(t, policy.Allowed(r), "denied: %+v", r)
 	}
@@ -237,6 +238,8 @@ func TestE2EPixieSpansToBundle(t *testing.T) {
 		{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/admin/export"},
 		{Destination: balances, Source: "spiffe://evil.org/ns/bank/sa/frontend", Method: "GET", Path: "/balances/summary"},
 		{Destination: balances, Source: frontend, SourcePrincipal: payments, DestinationPrincipal: balances, Method: "GET", Path: "/balances/summary"},
+		{Destination: backend, Source: frontend, Method: "POST", Path: "/bank.Ledger/Transfer"}, // answered PERMISSION_DENIED
+		{Destination: backend, Source: payments, Method: "POST", Path: "/bank.Ledger/Delete"},
 	} {
 		assert.False(t, policy.Allowed(r), "allowed: %+v", r)
 	}
