@@ -88,7 +88,14 @@ func (p *Policy) Decision(r Request) map[string]any {
 // decision is a boolean.
 func (p *Policy) Allowed(r Request) bool {
 	p.t.Helper()
-	rs, err := p.query.Eval(context.Background(), rego.EvalInput(r.Input()))
+	return p.AllowedInput(r.Input())
+}
+
+// AllowedInput evaluates the decision for an input Request cannot express,
+// such as an empty principal.
+func (p *Policy) AllowedInput(input map[string]any) bool {
+	p.t.Helper()
+	rs, err := p.query.Eval(context.Background(), rego.EvalInput(input))
 	require.NoError(p.t, err)
 	require.Len(p.t, rs, 1)
 	allowed, ok := rs[0].Expressions[0].Value.(bool)

@@ -232,3 +232,42 @@ func TestAuditMode(t *testing.T) {
 	assert.Equal(t, map[string]any{"allowed": true}, audit.Decision(seen))
 	assert.Equal(t, map[string]any{"allowed": true, "response_headers_to_add": map[string]any{"x-authz-policy": "would-deny"}}, audit.Decision(unseen))
 }
+
+// Once Envoy reports a principal, Envoy alone names both sides: the header
+// never supplies the side it left out, so a caller whose certificate Envoy
+// checked cannot pick the callee by writing XFCC's By itself.
+func TestEnvoyPrincipalsNameBothSides(t *testing.T) {
+	policy := opatest.Load(t, mustRender(t, bank()).Tarball)
+	learned := "By=" + balances + ";URI=" + frontend
+	tests := []struct {
+		name string
+		req  request
+		// empty are the sides ("source", "destination") whose principal
+		// Envoy reports as "".
+		empty []string
+		allow bool
+	}{
+		{"header only", request{Header: learned}, nil, true},
+		{"empty principals, header", request{Header: learned}, []string{"source", "destination"}, true},
+		{"both principals", request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: balances}, nil, true},
+		{"both principals, header names others", request{Destination: payments, Source: payments, SourcePrincipal: frontend, DestinationPrincipal: balances}, nil, true},
+		{"both principals, header names the learned pair", request{Header: learned, SourcePrincipal: payments, DestinationPrincipal: balances}, nil, false},
+		{"source principal only, header names the callee", request{Header: learned, SourcePrincipal: frontend}, nil, false},
+		{"source principal only, header names the callee and another caller", request{Destination: balances, Source: payments, SourcePrincipal: frontend}, nil, false},
+		{"source principal, empty destination principal, header names the callee", request{Header: learned, SourcePrincipal: frontend}, []string{"destination"}, false},
+		{"source principal only, no header", request{NoHeader: true, SourcePrincipal: frontend}, nil, false},
+		{"destination principal only, header names the caller", request{Header: learned, DestinationPrincipal: balances}, nil, false},
+		{"destination principal, empty source principal, header names the caller", request{Header: learned, DestinationPrincipal: balances}, []string{"source"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Method, tt.req.Path = "GET", "/balances/summary"
+			input := tt.req.Input()
+			attrs := input["attributes"].(map[string]any)
+			for _, side := range tt.empty {
+				attrs[side] = map[string]any{"principal": ""}
+			}
+			assert.Equal(t, tt.allow, policy.AllowedInput(input))
+		})
+	}
+}
