@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/stretchr/testify/require"
 )
@@ -66,9 +67,24 @@ func Load(t testing.TB, tarball []byte) *Policy {
 	t.Helper()
 	b, err := bundle.NewReader(bytes.NewReader(tarball)).Read()
 	require.NoError(t, err)
-	q, err := rego.New(rego.Query(Query), rego.ParsedBundle("authz", &b)).PrepareForEval(context.Background())
+	return LoadBundle(t, &b)
+}
+
+// ReadDir reads a bundle directory as `opa run -b DIR` does, deriving
+// each data.json's place in the data tree from its directory.
+func ReadDir(t testing.TB, dir string) *bundle.Bundle {
+	t.Helper()
+	b, err := loader.NewFileLoader().AsBundle(dir)
+	require.NoError(t, err, "%s as a bundle directory", dir)
+	return b
+}
+
+// LoadBundle prepares the decision of a bundle read before.
+func LoadBundle(t testing.TB, b *bundle.Bundle) *Policy {
+	t.Helper()
+	q, err := rego.New(rego.Query(Query), rego.ParsedBundle("authz", b)).PrepareForEval(context.Background())
 	require.NoError(t, err)
-	d, err := rego.New(rego.Query(DecisionQuery), rego.ParsedBundle("authz", &b)).PrepareForEval(context.Background())
+	d, err := rego.New(rego.Query(DecisionQuery), rego.ParsedBundle("authz", b)).PrepareForEval(context.Background())
 	require.NoError(t, err)
 	return &Policy{t: t, query: q, decision: d}
 }
