@@ -31,6 +31,11 @@ type Request struct {
 	// identities Envoy reports when it terminates mTLS itself.
 	SourcePrincipal, DestinationPrincipal string
 	Method, Path                          string
+	// Headers are further request headers (lower-case names, as Envoy
+	// hands them over), such as a gRPC call's content-type; Protocol is
+	// the request's, such as "HTTP/2".
+	Headers  map[string]string
+	Protocol string
 }
 
 // Input is the request as opa-envoy-plugin hands it to the policy.
@@ -43,9 +48,14 @@ func (r Request) Input() map[string]any {
 	default:
 		headers["x-forwarded-client-cert"] = "By=" + r.Destination + ";Hash=0f1e2d;Subject=\"\";URI=" + r.Source
 	}
-	attrs := map[string]any{
-		"request": map[string]any{"http": map[string]any{"method": r.Method, "path": r.Path, "headers": headers}},
+	for name, value := range r.Headers {
+		headers[name] = value
 	}
+	http := map[string]any{"method": r.Method, "path": r.Path, "headers": headers}
+	if r.Protocol != "" {
+		http["protocol"] = r.Protocol
+	}
+	attrs := map[string]any{"request": map[string]any{"http": http}}
 	if r.SourcePrincipal != "" {
 		attrs["source"] = map[string]any{"principal": r.SourcePrincipal}
 	}

@@ -211,6 +211,11 @@ func checkRender(t *testing.T, dst, src, method, rt string, knobs uint8) {
 				probe.Path = p
 				assert.Equal(t, matchesAny(rs, p), policy.Allowed(probe), "route %q, probe %q", r.String(), p)
 			}
+			// A gRPC call's path is its method, query included: no
+			// learned route has one.
+			grpc := probe
+			grpc.Path, grpc.Headers = path+"?x=1", map[string]string{"content-type": "application/grpc"}
+			assert.False(t, policy.Allowed(grpc), "route %q, gRPC call %q", r.String(), grpc.Path)
 		}
 	}
 }

@@ -63,8 +63,14 @@ envoy_principal if input.attributes.destination.principal != ""
 id_path(id) := split(substring(id, count("spiffe://"), -1), "/") if startswith(id, "spiffe://")
 
 # The request path without its query, split as the exporter splits it. A
-# fragment is never sent; a raw "#" matches no learned segment.
-request_path := split(input.attributes.request.http.path, "?")[0]
+# fragment is never sent; a raw "#" matches no learned segment. A gRPC call
+# names its method by the whole path, /<package>.<Service>/<Method>: a query
+# is no part of it, so a gRPC request's path is taken whole.
+request_path := input.attributes.request.http.path if {
+	grpc
+} else := split(input.attributes.request.http.path, "?")[0]
+
+grpc if startswith(lower(input.attributes.request.http.headers["content-type"]), "application/grpc")
 
 segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
 
