@@ -801,7 +801,7 @@ func TestDotTrustDomainStaysInsideGrants(t *testing.T) {
 
 			victim := ok(advVictim, advAttacker)
 			assert.False(t, readBundle(t, dir).Allowed(victim), "published bundle")
-			assert.NoFileExists(t, filepath.Join(unpacked, "envoy/authz/grants/example.org/ns/adv/sa/victim/data.json"))
+			assert.NoFileExists(t, filepath.Join(unpacked, "envoy/authz/grants/example.org/ns/adv/sa/victim/@callers/data.json"))
 			// Every data file is below grants/.
 			err := filepath.WalkDir(filepath.Join(unpacked, "envoy"), func(p string, d os.DirEntry, err error) error {
 				if err == nil && !d.IsDir() && d.Name() == "data.json" {

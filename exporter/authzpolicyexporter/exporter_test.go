@@ -207,7 +207,7 @@ func TestUnpackedDirIsALoadableBundle(t *testing.T) {
 	e.now = func() time.Time { return now }
 	require.NoError(t, e.consumeTraces(context.Background(), td))
 	require.NoError(t, e.flush(context.Background()))
-	for _, f := range []string{".manifest", "envoy/authz/policy.rego", "envoy/authz/grants/example.org/ns/bank/sa/balances/data.json"} {
+	for _, f := range []string{".manifest", "envoy/authz/policy.rego", "envoy/authz/grants/example.org/ns/bank/sa/balances/@callers/data.json"} {
 		assert.FileExists(t, filepath.Join(unpacked, f))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/stretchr/testify/require"
 )
@@ -30,6 +31,11 @@ type Request struct {
 	// identities Envoy reports when it terminates mTLS itself.
 	SourcePrincipal, DestinationPrincipal string
 	Method, Path                          string
+	// Headers are further request headers (lower-case names, as Envoy
+	// hands them over), such as a gRPC call's content-type; Protocol is
+	// the request's, such as "HTTP/2".
+	Headers  map[string]string
+	Protocol string
 }
 
 // Input is the request as opa-envoy-plugin hands it to the policy.
@@ -42,9 +48,14 @@ func (r Request) Input() map[string]any {
 	default:
 		headers["x-forwarded-client-cert"] = "By=" + r.Destination + ";Hash=0f1e2d;Subject=\"\";URI=" + r.Source
 	}
-	attrs := map[string]any{
-		"request": map[string]any{"http": map[string]any{"method": r.Method, "path": r.Path, "headers": headers}},
+	for name, value := range r.Headers {
+		headers[name] = value
 	}
+	http := map[string]any{"method": r.Method, "path": r.Path, "headers": headers}
+	if r.Protocol != "" {
+		http["protocol"] = r.Protocol
+	}
+	attrs := map[string]any{"request": map[string]any{"http": http}}
 	if r.SourcePrincipal != "" {
 		attrs["source"] = map[string]any{"principal": r.SourcePrincipal}
 	}
@@ -66,9 +77,24 @@ func Load(t testing.TB, tarball []byte) *Policy {
 	t.Helper()
 	b, err := bundle.NewReader(bytes.NewReader(tarball)).Read()
 	require.NoError(t, err)
-	q, err := rego.New(rego.Query(Query), rego.ParsedBundle("authz", &b)).PrepareForEval(context.Background())
+	return LoadBundle(t, &b)
+}
+
+// ReadDir reads a bundle directory as `opa run -b DIR` does, deriving
+// each data.json's place in the data tree from its directory.
+func ReadDir(t testing.TB, dir string) *bundle.Bundle {
+	t.Helper()
+	b, err := loader.NewFileLoader().AsBundle(dir)
+	require.NoError(t, err, "%s as a bundle directory", dir)
+	return b
+}
+
+// LoadBundle prepares the decision of a bundle read before.
+func LoadBundle(t testing.TB, b *bundle.Bundle) *Policy {
+	t.Helper()
+	q, err := rego.New(rego.Query(Query), rego.ParsedBundle("authz", b)).PrepareForEval(context.Background())
 	require.NoError(t, err)
-	d, err := rego.New(rego.Query(DecisionQuery), rego.ParsedBundle("authz", &b)).PrepareForEval(context.Background())
+	d, err := rego.New(rego.Query(DecisionQuery), rego.ParsedBundle("authz", b)).PrepareForEval(context.Background())
 	require.NoError(t, err)
 	return &Policy{t: t, query: q, decision: d}
 }
@@ -88,7 +114,14 @@ func (p *Policy) Decision(r Request) map[string]any {
 // decision is a boolean.
 func (p *Policy) Allowed(r Request) bool {
 	p.t.Helper()
-	rs, err := p.query.Eval(context.Background(), rego.EvalInput(r.Input()))
+	return p.AllowedInput(r.Input())
+}
+
+// AllowedInput evaluates the decision for an input Request cannot express,
+// such as an empty principal.
+func (p *Policy) AllowedInput(input map[string]any) bool {
+	p.t.Helper()
+	rs, err := p.query.Eval(context.Background(), rego.EvalInput(input))
 	require.NoError(p.t, err)
 	require.Len(p.t, rs, 1)
 	allowed, ok := rs[0].Expressions[0].Value.(bool)

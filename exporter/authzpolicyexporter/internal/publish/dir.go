@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -111,9 +112,36 @@ func (e *ReviewError) Error() string { return "unpacked bundle: " + e.Err.Error(
 func (e *ReviewError) Unwrap() error { return e.Err }
 
 // writeUnpacked makes dir hold exactly the bundle's files: new and changed
-// files are replaced one by one, then data files of destinations that are
+// files are replaced one by one, then the files of destinations that are
 // gone are removed. The manifest, which carries the revision, goes last.
 func writeUnpacked(dir string, files map[string][]byte) error {
+	grants := filepath.Join(dir, filepath.FromSlash(render.Root), "grants")
+	stale, err := staleFiles(dir, grants, files)
+	if err != nil {
+		return err
+	}
+	// A stale file standing where a new file needs a directory (a
+	// data.json of the previous layout, .../balances/data.json, where the
+	// callee .../balances/data.json now has its own directory) goes first.
+	dirs := map[string]bool{}
+	for name := range files {
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	var blocking, rest []string
+	for _, p := range stale {
+		rel, _ := filepath.Rel(dir, p)
+		if dirs[filepath.ToSlash(rel)] {
+			blocking = append(blocking, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	if err := removeStale(grants, blocking); err != nil {
+		return err
+	}
+
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
@@ -127,40 +155,54 @@ func writeUnpacked(dir string, files map[string][]byte) error {
 			return err
 		}
 	}
-	grants := filepath.Join(dir, filepath.FromSlash(render.Root), "grants")
-	var stale []string
-	err := filepath.WalkDir(grants, func(p string, e fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if _, keep := files[filepath.ToSlash(rel)]; !e.IsDir() && e.Name() == "data.json" && !keep {
-			stale = append(stale, p)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := removeStale(grants, rest); err != nil {
 		return err
-	}
-	for _, p := range stale {
-		if err := os.Remove(p); err != nil {
-			return err
-		}
-		// Remove directories left empty, up to grants/.
-		for parent := filepath.Dir(p); strings.HasPrefix(parent, grants+string(filepath.Separator)); parent = filepath.Dir(parent) {
-			if os.Remove(parent) != nil {
-				break
-			}
-		}
 	}
 	// Only now that the data files are exactly the bundle's does the
 	// manifest name its revision.
 	if manifest, ok := files[manifestName]; ok {
 		if _, err := writeIfChanged(filepath.Join(dir, manifestName), manifest); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// staleFiles lists the files below grants that are the exporter's and not
+// the bundle's: every data.json (the previous layout put one at each
+// destination's own path) and everything below a @callers directory, which
+// holds only the bundle's files (no SPIFFE ID has a segment with '@').
+func staleFiles(dir, grants string, files map[string][]byte) ([]string, error) {
+	var stale []string
+	err := filepath.WalkDir(grants, func(p string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || e.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		ours := e.Name() == "data.json" || strings.Contains(rel, "/"+render.CallersDir+"/")
+		if _, keep := files[rel]; ours && !keep {
+			stale = append(stale, p)
+		}
+		return nil
+	})
+	return stale, err
+}
+
+// removeStale removes files, then the directories they leave empty, up to
+// grants/.
+func removeStale(grants string, stale []string) error {
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		for parent := filepath.Dir(p); strings.HasPrefix(parent, grants+string(filepath.Separator)); parent = filepath.Dir(parent) {
+			if os.Remove(parent) != nil {
+				break
+			}
 		}
 	}
 	return nil

@@ -75,7 +75,8 @@ func grantsDir(id string) string {
 	return path.Join(render.Root, "grants", strings.TrimPrefix(id, "spiffe://"))
 }
 
-func dataFile(id string) string { return grantsDir(id) + "/data.json" }
+// dataFile is a destination's callers in the unpacked directory.
+func dataFile(id string) string { return grantsDir(id) + "/@callers/data.json" }
 
 // readTree returns every regular file below dir, keyed by slash path.
 func readTree(dir string) (map[string][]byte, error) {

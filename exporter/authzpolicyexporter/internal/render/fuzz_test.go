@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -109,12 +110,14 @@ func checkRender(t *testing.T, dst, src, method, rt string, knobs uint8) {
 		}
 	}
 	records := []aggregate.Record{
-		mk(dst, src, method, rt), // raw
-		mk(sd, ss, sm, sr),       // valid
-		mk(sd, ss, sm, rt),       // valid identities, raw route
-		mk(sd, ss, sm, wr),       // valid, with a wildcard
-		mk(dst, ss, sm, sr),      // raw destination
-		mk(sd, src, method, sr),  // raw source and method
+		mk(dst, src, method, rt),        // raw
+		mk(sd, ss, sm, sr),              // valid
+		mk(sd, ss, sm, rt),              // valid identities, raw route
+		mk(sd, ss, sm, wr),              // valid, with a wildcard
+		mk(dst, ss, sm, sr),             // raw destination
+		mk(sd, src, method, sr),         // raw source and method
+		mk(sd+"/data.json", ss, sm, sr), // a destination below the valid one, by a file's name
+		mk(dst+"/@callers", ss, sm, sr), // a destination spelling the callers key: refused
 	}
 	// The sanitized records are valid by construction: Render must not
 	// skip them.
@@ -208,6 +211,11 @@ func checkRender(t *testing.T, dst, src, method, rt string, knobs uint8) {
 				probe.Path = p
 				assert.Equal(t, matchesAny(rs, p), policy.Allowed(probe), "route %q, probe %q", r.String(), p)
 			}
+			// A gRPC call's path is its method, query included: no
+			// learned route has one.
+			grpc := probe
+			grpc.Path, grpc.Headers = path+"?x=1", map[string]string{"content-type": "application/grpc"}
+			assert.False(t, policy.Allowed(grpc), "route %q, gRPC call %q", r.String(), grpc.Path)
 		}
 	}
 }
@@ -235,8 +243,15 @@ func checkFiles(t *testing.T, b *Bundle, ok []aggregate.Record) {
 	}
 	assert.Equal(t, len(dsts), data, "one data file per destination")
 	for d := range dsts {
-		name := grantsPath + "/" + strings.TrimPrefix(d, "spiffe://") + "/data.json"
+		name := grantsPath + "/" + strings.TrimPrefix(d, "spiffe://") + "/@callers/data.json"
 		assert.Contains(t, b.Files, name)
+	}
+	// No file stands where another needs a directory, so the files can
+	// always be written.
+	for name := range b.Files {
+		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+			assert.NotContains(t, b.Files, dir, "file %q is a directory of %q", dir, name)
+		}
 	}
 }
 

@@ -43,29 +43,34 @@ learned if {
 # were learned ever match.
 grant := object.get(data.envoy.authz.grants, id_path(destination), {})["@callers"][source][input.attributes.request.http.method]
 
-# Identities. The principals Envoy takes from the mTLS handshake it terminated
-# win over the forwarded header, which a caller may have written itself.
-# Once Envoy terminated mTLS (it names its own identity), the header is never
-# read: a caller without a certificate has no identity at all.
-destination := id if {
-	id := input.attributes.destination.principal
-	id != ""
-} else := xfcc_identity("by")
+# Identities. When Envoy reports a principal (from the mTLS handshake it
+# terminated), Envoy alone names both sides and the forwarded header, which
+# a caller may have written itself, is never read: a side Envoy does not
+# name has no identity. Only when Envoy reports neither principal do both
+# come from the header's current hop.
+destination := input.attributes.destination.principal if {
+	input.attributes.destination.principal != ""
+} else := xfcc_identity("by") if not envoy_principal
 
-source := id if {
-	id := input.attributes.source.principal
-	id != ""
-} else := header_source
+source := input.attributes.source.principal if {
+	input.attributes.source.principal != ""
+} else := xfcc_identity("uri") if not envoy_principal
 
-header_source := xfcc_identity("uri") if not mtls_terminated
+envoy_principal if input.attributes.source.principal != ""
 
-mtls_terminated if input.attributes.destination.principal != ""
+envoy_principal if input.attributes.destination.principal != ""
 
 id_path(id) := split(substring(id, count("spiffe://"), -1), "/") if startswith(id, "spiffe://")
 
 # The request path without its query, split as the exporter splits it. A
-# fragment is never sent; a raw "#" matches no learned segment.
-request_path := split(input.attributes.request.http.path, "?")[0]
+# fragment is never sent; a raw "#" matches no learned segment. A gRPC call
+# names its method by the whole path, /<package>.<Service>/<Method>: a query
+# is no part of it, so a gRPC request's path is taken whole.
+request_path := input.attributes.request.http.path if {
+	grpc
+} else := split(input.attributes.request.http.path, "?")[0]
+
+grpc if startswith(lower(input.attributes.request.http.headers["content-type"]), "application/grpc")
 
 segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
 

@@ -38,6 +38,14 @@ const (
 	// callersKey holds a destination's callers. It cannot clash with a
 	// SPIFFE path segment, which never contains '@'.
 	callersKey = "@callers"
+	// CallersDir is the directory, below a destination's own in the
+	// unpacked bundle (Files), that holds that destination's files and
+	// nothing else.
+	CallersDir = callersKey
+	// calleeFile is a destination's callers in the unpacked bundle: the
+	// directory supplies the callersKey, so the file holds the callers
+	// object itself.
+	calleeFile = CallersDir + "/data.json"
 )
 
 // Options tune rendering.
@@ -62,8 +70,12 @@ type Bundle struct {
 	Revision string
 	// Tarball is bundle.tar.gz as written by OPA's bundle package.
 	Tarball []byte
-	// Files is the same bundle unpacked, with one data.json per destination,
-	// for reviewing changes in version control. Paths are slash-separated.
+	// Files is the same bundle unpacked, for reviewing changes in version
+	// control: each destination's callers are in
+	// grants/<trust domain>/<segments...>/@callers/data.json. Below grants/
+	// a directory holds only segment directories and at most one @callers
+	// directory, which holds only files, so no set of valid SPIFFE IDs
+	// makes a file's path another's directory. Paths are slash-separated.
 	// A signed bundle's Files carry their own .signatures.json (see
 	// SigningOptions.FilesDir).
 	Files map[string][]byte
@@ -148,13 +160,14 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 			node = next
 		}
 		node[callersKey] = byDst[d]
-		file, err := json.MarshalIndent(map[string]any{callersKey: byDst[d]}, "", "  ")
+		file, err := json.MarshalIndent(byDst[d], "", "  ")
 		if err != nil {
 			return nil, err
 		}
-		name := path.Join(append([]string{grantsPath}, segs...)...) + "/data.json"
-		if name != grantsPath+"/"+strings.Join(segs, "/")+"/data.json" {
-			// Validate keeps dot segments out of IDs; never write outside grants/.
+		name := path.Join(append(append([]string{grantsPath}, segs...), calleeFile)...)
+		if name != grantsPath+"/"+strings.Join(segs, "/")+"/"+calleeFile || strings.Contains(name[len(grantsPath):len(name)-len(calleeFile)], "@") {
+			// Validate keeps dot segments and '@' out of IDs; never write
+			// outside grants/ or into another destination's @callers/.
 			return nil, fmt.Errorf("destination %q does not map to a file below %s", d, grantsPath)
 		}
 		out.Files[name] = append(file, '\n')

@@ -232,3 +232,110 @@ func TestAuditMode(t *testing.T) {
 	assert.Equal(t, map[string]any{"allowed": true}, audit.Decision(seen))
 	assert.Equal(t, map[string]any{"allowed": true, "response_headers_to_add": map[string]any{"x-authz-policy": "would-deny"}}, audit.Decision(unseen))
 }
+
+// Once Envoy reports a principal, Envoy alone names both sides: the header
+// never supplies the side it left out, so a caller whose certificate Envoy
+// checked cannot pick the callee by writing XFCC's By itself.
+func TestEnvoyPrincipalsNameBothSides(t *testing.T) {
+	policy := opatest.Load(t, mustRender(t, bank()).Tarball)
+	learned := "By=" + balances + ";URI=" + frontend
+	tests := []struct {
+		name string
+		req  request
+		// empty are the sides ("source", "destination") whose principal
+		// Envoy reports as "".
+		empty []string
+		allow bool
+	}{
+		{"header only", request{Header: learned}, nil, true},
+		{"empty principals, header", request{Header: learned}, []string{"source", "destination"}, true},
+		{"both principals", request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: balances}, nil, true},
+		{"both principals, header names others", request{Destination: payments, Source: payments, SourcePrincipal: frontend, DestinationPrincipal: balances}, nil, true},
+		{"both principals, header names the learned pair", request{Header: learned, SourcePrincipal: payments, DestinationPrincipal: balances}, nil, false},
+		{"source principal only, header names the callee", request{Header: learned, SourcePrincipal: frontend}, nil, false},
+		{"source principal only, header names the callee and another caller", request{Destination: balances, Source: payments, SourcePrincipal: frontend}, nil, false},
+		{"source principal, empty destination principal, header names the callee", request{Header: learned, SourcePrincipal: frontend}, []string{"destination"}, false},
+		{"source principal only, no header", request{NoHeader: true, SourcePrincipal: frontend}, nil, false},
+		{"destination principal only, header names the caller", request{Header: learned, DestinationPrincipal: balances}, nil, false},
+		{"destination principal, empty source principal, header names the caller", request{Header: learned, DestinationPrincipal: balances}, []string{"source"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Method, tt.req.Path = "GET", "/balances/summary"
+			input := tt.req.Input()
+			attrs := input["attributes"].(map[string]any)
+			for _, side := range tt.empty {
+				attrs[side] = map[string]any{"principal": ""}
+			}
+			assert.Equal(t, tt.allow, policy.AllowedInput(input))
+		})
+	}
+}
+
+// A gRPC call reaches ext_authz as an HTTP/2 POST of /<package>.<Service>/<Method>
+// with content-type application/grpc. It is learned and decided as a
+// literal route: exactly the learned method of the learned service.
+func TestGRPCDecisions(t *testing.T) {
+	learner, err := route.NewLearner(nil, 2048, 32)
+	require.NoError(t, err)
+	learn := func(path string) string {
+		rt, err := learner.Learn(path, "")
+		require.NoError(t, err)
+		require.False(t, rt.HasWildcard(), "%s learned as %s", path, rt)
+		return rt.String()
+	}
+	transfer := learn("/bank.Ledger/Transfer")
+	require.Equal(t, "/bank.Ledger/Transfer", transfer)
+	policy := opatest.Load(t, mustRender(t, []aggregate.Record{
+		rec(ledger, payments, "POST", transfer),
+		rec(ledger, payments, "POST", learn("/bank.Accounts/Open")),
+	}).Tarball)
+
+	call := func(method, path string) request {
+		return request{
+			Destination: ledger, Source: payments, Method: method, Path: path, Protocol: "HTTP/2",
+			Headers: map[string]string{
+				":authority": "ledger.bank.svc:50051", "content-type": "application/grpc",
+				"te": "trailers", "grpc-timeout": "990m", "user-agent": "grpc-go/1.70.0",
+			},
+		}
+	}
+	with := func(r request, f func(*request)) request {
+		f(&r)
+		return r
+	}
+	tests := []struct {
+		name  string
+		req   request
+		allow bool
+	}{
+		{"learned method", call("POST", "/bank.Ledger/Transfer"), true},
+		{"learned method, principals", with(call("POST", "/bank.Ledger/Transfer"), func(r *request) {
+			r.NoHeader, r.SourcePrincipal, r.DestinationPrincipal = true, payments, ledger
+		}), true},
+		{"learned method, content subtype", with(call("POST", "/bank.Ledger/Transfer"), func(r *request) {
+			r.Headers["content-type"] = "application/grpc+proto"
+		}), true},
+		{"other method of the service", call("POST", "/bank.Ledger/Delete"), false},
+		{"method name in another case", call("POST", "/bank.Ledger/transfer"), false},
+		{"other service, learned method name", call("POST", "/bank.Accounts/Transfer"), false},
+		{"other service with the service as prefix", call("POST", "/bank.LedgerAdmin/Transfer"), false},
+		{"other package", call("POST", "/evil.Ledger/Transfer"), false},
+		{"GET", call("GET", "/bank.Ledger/Transfer"), false},
+		{"longer path", call("POST", "/bank.Ledger/Transfer/x"), false},
+		{"trailing slash", call("POST", "/bank.Ledger/Transfer/"), false},
+		{"service only", call("POST", "/bank.Ledger"), false},
+		{"query", call("POST", "/bank.Ledger/Transfer?x=1"), false},
+		{"empty query", call("POST", "/bank.Ledger/Transfer?"), false},
+		{"query, content type in upper case", with(call("POST", "/bank.Ledger/Transfer?x=1"), func(r *request) {
+			r.Headers["content-type"] = "Application/GRPC"
+		}), false},
+		{"fragment", call("POST", "/bank.Ledger/Transfer#x"), false},
+		{"other caller", with(call("POST", "/bank.Ledger/Transfer"), func(r *request) { r.Source = frontend }), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.allow, policy.Allowed(tt.req))
+		})
+	}
+}

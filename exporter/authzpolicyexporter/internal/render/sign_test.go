@@ -218,7 +218,7 @@ func TestSignedFilesVerifyAsDirectory(t *testing.T) {
 	assert.Equal(t, b.Revision, loaded.Manifest.Revision)
 
 	// Only whitespace changed: JSON is hashed as decoded, so it still verifies.
-	name := filepath.Join(dir, "envoy", "authz", "grants", "example.org", "ns", "bank", "sa", "balances", "data.json")
+	name := filepath.Join(dir, "envoy", "authz", "grants", "example.org", "ns", "bank", "sa", "balances", "@callers", "data.json")
 	raw, err := os.ReadFile(name)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(name, bytes.ReplaceAll(raw, []byte("\n"), []byte("\n\n")), 0o644))
@@ -232,7 +232,7 @@ func TestSignedFilesVerifyAsDirectory(t *testing.T) {
 
 	// So is a file the signature does not list.
 	require.NoError(t, os.WriteFile(name, raw, 0o644))
-	extra := filepath.Join(dir, "envoy", "authz", "grants", "example.org", "ns", "bank", "sa", "admin", "data.json")
+	extra := filepath.Join(dir, "envoy", "authz", "grants", "example.org", "ns", "bank", "sa", "admin", "@callers", "data.json")
 	require.NoError(t, os.MkdirAll(filepath.Dir(extra), 0o755))
 	require.NoError(t, os.WriteFile(extra, []byte(`{}`), 0o644))
 	_, err = load()

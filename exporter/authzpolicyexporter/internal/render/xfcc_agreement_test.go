@@ -164,15 +164,28 @@ func (v xaView) lenient() bool {
 		spiffeid.Validate(v.dst) == nil && spiffeid.Validate(v.src) == nil
 }
 
+// view evaluates header alone, as the policy sees it when Envoy reports no
+// principals.
 func (o *xaOracle) view(t testing.TB, q rego.PreparedEvalQuery, header string) xaView {
+	t.Helper()
+	return o.viewWith(t, q, header, nil)
+}
+
+// viewWith evaluates header with the principals Envoy reports, by side
+// ("source", "destination"; an empty one is reported as "").
+func (o *xaOracle) viewWith(t testing.TB, q rego.PreparedEvalQuery, header string, principals map[string]string) xaView {
 	t.Helper()
 	var v xaView
 	v.hopDst, v.hopSrc, v.hopErr = xfcc.Hop(header)
-	input := map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+	attrs := map[string]any{"request": map[string]any{"http": map[string]any{
 		"method":  "GET",
 		"path":    "/x",
 		"headers": map[string]any{"x-forwarded-client-cert": header},
-	}}}}
+	}}}
+	for side, p := range principals {
+		attrs[side] = map[string]any{"principal": p}
+	}
+	input := map[string]any{"attributes": attrs}
 	rs, err := q.Eval(context.Background(), rego.EvalInput(input))
 	if err != nil {
 		t.Fatalf("policy fails on %q: %v", header, err)
@@ -201,6 +214,48 @@ func (o *xaOracle) view(t testing.TB, q rego.PreparedEvalQuery, header string) x
 	}
 	v.allowed = allowed
 	return v
+}
+
+// xaPrincipals are the principals Envoy may report besides a header:
+// none, empty ones, one side, both.
+var xaPrincipals = []map[string]string{
+	nil,
+	{"source": "", "destination": ""},
+	{"source": frontend},
+	{"source": frontend, "destination": ""},
+	{"destination": balances},
+	{"destination": balances, "source": ""},
+	{"source": frontend, "destination": balances},
+	{"source": xaAttacker, "destination": balances},
+}
+
+// xaSelect is the policy's documented choice of identities, given the
+// principals Envoy reports and what the policy reads from the header alone:
+// once Envoy reports a (non-empty) principal, the principals name both
+// sides and a side without one has no identity; only without principals
+// does the header count, for both sides.
+func xaSelect(principals map[string]string, header xaView) (dst, src string) {
+	if principals["source"] == "" && principals["destination"] == "" {
+		return header.dst, header.src
+	}
+	return principals["destination"], principals["source"]
+}
+
+// checkPrincipals asserts that, with each of xaPrincipals, the policy takes
+// the identities xaSelect names and decides on them alone.
+func (o *xaOracle) checkPrincipals(t *testing.T, header string) {
+	t.Helper()
+	alone := o.view(t, o.policy, header)
+	for _, p := range xaPrincipals {
+		v := o.viewWith(t, o.policy, header, p)
+		dst, src := xaSelect(p, alone)
+		if v.dst != dst || v.src != src {
+			t.Fatalf("header %q, principals %v: policy reads (%q, %q), want (%q, %q)", header, p, v.dst, v.src, dst, src)
+		}
+		if want := dst != "" && src != "" && o.granted[[2]string{dst, src}]; v.allowed != want {
+			t.Fatalf("header %q, principals %v: allowed %v, want %v", header, p, v.allowed, want)
+		}
+	}
 }
 
 // check asserts the agreement on header and returns the policy's view. A
@@ -362,6 +417,7 @@ func FuzzXFCCAgreement(f *testing.F) {
 		if len(bugs) != 0 {
 			t.Skip("bug: " + strings.Join(bugs, "; "))
 		}
+		o.checkPrincipals(t, header)
 	})
 }
 
@@ -400,4 +456,12 @@ func TestXFCCAgreementCorpus(t *testing.T) {
 		})
 	}
 	t.Logf("%d corpus headers where the policy takes identities the exporter refuses", lenient)
+}
+
+// Principals Envoy reports decide over any corpus header as documented.
+func TestIdentitySelectionCorpus(t *testing.T) {
+	o := newXAOracle(t)
+	for _, s := range xaSeeds {
+		t.Run(s.name, func(t *testing.T) { o.checkPrincipals(t, s.header) })
+	}
 }
