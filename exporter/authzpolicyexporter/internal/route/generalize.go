@@ -158,8 +158,20 @@ func Covers(g, r Route) bool {
 	return true
 }
 
+// sortRoutes sorts by the canonical form, computing each key once.
 func sortRoutes(rs []Route) {
-	slices.SortFunc(rs, func(a, b Route) int { return strings.Compare(a.String(), b.String()) })
+	type keyed struct {
+		key string
+		r   Route
+	}
+	ks := make([]keyed, len(rs))
+	for i, r := range rs {
+		ks[i] = keyed{r.String(), r}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range ks {
+		rs[i] = ks[i].r
+	}
 }
 
 // remove deletes route r below n and reports whether n is left empty.
