@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Errors a Learner returns, for counting skipped spans by reason.
@@ -200,8 +203,9 @@ func isDate(s string) bool {
 
 // checkLiteral accepts a raw segment made of RFC 3986 path characters with
 // well-formed percent escapes, and refuses what servers disagree about: dot
-// segments in any spelling (escaped, overlong UTF-8, or "..;" which Tomcat
-// and Spring read as ".."), escaped separators, percents and controls.
+// segments in any spelling (escaped, overlong UTF-8, "..;" which Tomcat and
+// Spring read as "..", or look-alikes, see dotLike), escaped separators,
+// percents and controls.
 func checkLiteral(s string) error {
 	var buf [64]byte
 	decoded := buf[:0]
@@ -232,10 +236,57 @@ func checkLiteral(s string) error {
 	if i := bytes.IndexByte(decoded, ';'); i >= 0 {
 		name = decoded[:i]
 	}
-	if n := string(name); n == "." || n == ".." {
+	if dotLike(name) {
 		return ErrTraversal
 	}
 	return nil
+}
+
+// dotLike reports whether a decoded segment name is "." or "..", or becomes
+// one when a server trims spaces from it, normalizes it (NFKC maps the
+// fullwidth dot U+FF0E, the small full stop U+FE52 and the dot leaders
+// U+2024 and U+2025 to dots), or drops format characters (zero-width space
+// and joiner, BOM, soft hyphen) and spaces (no-break space, ideographic
+// space) from it, in any combination.
+func dotLike(name []byte) bool {
+	// An ASCII letter, digit or symbol other than '.' survives all of
+	// these, so only names of dots, spaces and non-ASCII need a look;
+	// all-ASCII ones need no Unicode work.
+	dots, ascii := 0, true
+	for _, c := range name {
+		switch {
+		case c == '.':
+			dots++
+		case c == ' ':
+		case c >= utf8.RuneSelf:
+			ascii = false
+		default:
+			return false
+		}
+	}
+	if ascii {
+		return dots == 1 || dots == 2
+	}
+	n := string(name)
+	for _, f := range [...]string{
+		strings.TrimFunc(n, unicode.IsSpace),
+		strings.Map(dropInvisible, n),
+		strings.Map(dropInvisible, norm.NFKC.String(n)),
+	} {
+		if f == "." || f == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// dropInvisible is a strings.Map function that removes spaces and format
+// characters (Unicode category Cf).
+func dropInvisible(r rune) rune {
+	if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+		return -1
+	}
+	return r
 }
 
 func unhex(c byte) byte {
