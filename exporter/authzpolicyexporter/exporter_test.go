@@ -273,3 +273,26 @@ func TestUnwritableReviewDirDoesNotFailTheFlush(t *testing.T) {
 	assert.FileExists(t, filepath.Join(dir, publish.BundleName))
 	assert.NotEmpty(t, e.lastRevision)
 }
+
+// An operator template parameter without a type takes the narrowest type
+// of the value it was seen with: /users/{id} learned from /users/4711
+// admits numbers, not /users/admin. A typed parameter keeps its type.
+func TestUntypedTemplateParameterIsNarrowed(t *testing.T) {
+	ctx := context.Background()
+	e, dir := newTestExporter(t, func(c *Config) {
+		c.Routes.Templates = []string{"/users/{id}", "/keys/:key", "/orders/{order:id}"}
+	})
+	require.NoError(t, e.consumeTraces(ctx, spansFor("/users/4711", "/keys/550e8400-e29b-41d4-a716-446655440000", "/orders/12345")))
+	require.NoError(t, e.flush(ctx))
+	policy := readBundle(t, dir)
+	req := func(p string) opatest.Request {
+		return opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: p}
+	}
+	for _, p := range []string{"/users/4711", "/users/1", "/keys/123e4567-e89b-12d3-a456-426614174000", "/orders/12345", "/orders/ord-2024-1"} {
+		assert.True(t, policy.Allowed(req(p)), "must allow %s", p)
+	}
+	for _, p := range []string{"/users/admin", "/users/.env", "/users/4711x", "/users/abc1", "/users/..", "/users/",
+		"/keys/admin", "/keys/4711", "/orders/admin"} {
+		assert.False(t, policy.Allowed(req(p)), "must deny %s", p)
+	}
+}

@@ -26,7 +26,7 @@ const pixieRedaction = "<id>"
 
 // Learner turns one observed path into a route.
 type Learner struct {
-	templates   []Route
+	templates   []template
 	maxLength   int
 	maxSegments int
 }
@@ -35,12 +35,12 @@ type Learner struct {
 // in the order given.
 func NewLearner(templates []string, maxLength, maxSegments int) (*Learner, error) {
 	l := &Learner{maxLength: maxLength, maxSegments: maxSegments}
-	for _, t := range templates {
-		r, err := ParseTemplate(t)
+	for _, tpl := range templates {
+		t, err := parseTemplate(tpl)
 		if err != nil {
 			return nil, err
 		}
-		l.templates = append(l.templates, r)
+		l.templates = append(l.templates, t)
 	}
 	return l, nil
 }
@@ -64,8 +64,8 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	}
 	segs := strings.Split(path[1:], "/")
 	for _, t := range l.templates {
-		if t.Match(segs) {
-			return slices.Clone(t), nil
+		if t.route.Match(segs) {
+			return t.apply(segs), nil
 		}
 	}
 	if instrumented != "" {
@@ -95,25 +95,47 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	return r, nil
 }
 
+// apply returns the route an operator template gives the matching segments
+// segs: a parameter declared with a type keeps it, as the operator said; an
+// untyped one takes the narrowest type of the observed value, so
+// /users/{id} seen with 4711 admits numbers, not /users/admin.
+func (t template) apply(segs []string) Route {
+	r := slices.Clone(t.route)
+	for i := range r {
+		if r[i].Wild != 0 && !t.typed[i] {
+			r[i].Wild = narrow(r[i].Wild, segs[i])
+		}
+	}
+	return r
+}
+
 // fromInstrumented applies the span's http.route when it is a one-segment
-// template that matches the path. Its parameters take the narrowest type of
-// the observed value, so /users/{id} seen with numbers admits numbers. A
-// route whose first segment is a parameter is ignored: instrumentation
-// may not widen the first segment, which the heuristics keep literal.
+// template that matches the path. Its parameters, typed or not, take the
+// narrowest type of the observed value, so /users/{id} seen with numbers
+// admits numbers. A route whose first segment is a parameter is ignored:
+// instrumentation may not widen the first segment, which the heuristics
+// keep literal.
 func fromInstrumented(tpl string, segs []string) (Route, bool) {
 	r, err := ParseTemplate(tpl)
 	if err != nil || !r.Match(segs) || r[0].Wild != 0 {
 		return nil, false
 	}
 	for i := range r {
-		// Narrow to the value's type only when that type lies within the
-		// declared one: Hex is the narrowest type of "abc1" but is not
-		// within ID.
-		if t, ok := Classify(segs[i]); r[i].Wild != 0 && ok && Join(t, r[i].Wild) == r[i].Wild {
-			r[i].Wild = t
+		if r[i].Wild != 0 {
+			r[i].Wild = narrow(r[i].Wild, segs[i])
 		}
 	}
 	return r, true
+}
+
+// narrow returns the narrowest type of s when that type lies within the
+// declared type w (which admits s), and w otherwise: Hex is the narrowest
+// type of "abc1" but is not within ID.
+func narrow(w Type, s string) Type {
+	if t, ok := Classify(s); ok && Join(t, w) == w {
+		return t
+	}
+	return w
 }
 
 // redacted types a segment in which Pixie replaced hex runs by <id>: a

@@ -107,8 +107,21 @@ func TestLearn(t *testing.T) {
 		{"operator template typed", "/nums/123", "", "/nums/{int}"},
 		{"operator template typed mismatch", "/nums/abc", "", "/nums/abc"},
 		{"operator template order", "/both/7", "", "/both/{int}"},
+		{"operator template order, untyped second", "/both/abc1", "", "/both/{hex}"},
+		{"operator template untyped narrows int", "/people/4711", "", "/people/{int}"},
+		{"operator template untyped narrows hex", "/people/abc1", "", "/people/{hex}"},
+		{"operator template untyped narrows uuid", "/people/" + uuid, "", "/people/{uuid}"},
+		{"operator template untyped narrows id", "/people/x-1", "", "/people/{id}"},
+		{"operator template untyped word", "/people/alice", "", "/people/{token}"},
+		{"operator template untyped wins over http.route", "/people/4711", "/people/{u:token}", "/people/{int}"},
+		{"operator template colon form narrows", "/keys/" + uuid, "", "/keys/{uuid}"},
+		{"operator template typed and untyped", "/mixed/42/x/99", "", "/mixed/{int}/x/{hex}"},
+		{"operator template typed token stays", "/any/42", "", "/any/{token}"},
+		{"operator template untyped first segment", "/acme/projects", "", "/{token}/projects"},
+		{"operator template untyped first segment narrows", "/42/projects", "", "/{int}/projects"},
 	}
-	l := newTestLearner(t, "/tpl/{name}", "/orders/{order:id}", "/nums/{n:int}", "/both/{b:int}", "/both/{b}")
+	l := newTestLearner(t, "/tpl/{name}", "/orders/{order:id}", "/nums/{n:int}", "/both/{b:int}", "/both/{b}",
+		"/people/{id}", "/keys/:key", "/mixed/{m}/x/{n:hex}", "/any/{a:token}", "/{tenant}/projects")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := l.Learn(tt.path, tt.instrumented)
@@ -257,6 +270,15 @@ func TestLearnedRoutesAreTight(t *testing.T) {
 	r, err = l.Learn("/accounts/42", "/accounts/{id}")
 	require.NoError(t, err)
 	assert.False(t, r.Match([]string{"accounts", "admin"}))
+
+	// An untyped operator template parameter admits what the observed
+	// value's type admits, not any token.
+	r, err = newTestLearner(t, "/users/{id}").Learn("/users/4711", "")
+	require.NoError(t, err)
+	assert.True(t, r.Match([]string{"users", "1"}))
+	for _, other := range [][]string{{"users", "admin"}, {"users", ".env"}, {"users", "4711x"}, {"users", ".."}, {"users", ""}} {
+		assert.False(t, r.Match(other), "/users/{id} learned from /users/4711 must not admit %q", other)
+	}
 
 	// Nor more than the declared type: {v:id} seen with "abc1" must not
 	// admit "abc", which {v:id} refuses.
