@@ -258,7 +258,9 @@ func checkLiteral(s string) error {
 	if i := bytes.IndexByte(decoded, ';'); i >= 0 {
 		name = decoded[:i]
 	}
-	if dotLike(name) {
+	// Most names start with a letter or digit, which survives all that
+	// dotLike undoes: only a leading dot, space or non-ASCII byte needs it.
+	if len(name) > 0 && (name[0] == '.' || name[0] == ' ' || name[0] >= utf8.RuneSelf) && dotLike(name) {
 		return ErrTraversal
 	}
 	return nil
