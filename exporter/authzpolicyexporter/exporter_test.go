@@ -296,3 +296,29 @@ func TestUntypedTemplateParameterIsNarrowed(t *testing.T) {
 		assert.False(t, policy.Allowed(req(p)), "must deny %s", p)
 	}
 }
+
+// The cardinality backstop opens a position only for a rest of the route
+// that enough values were seen with: ten users with ten different actions
+// do not let one user do what another did.
+func TestBackstopDoesNotCombineUnseenPairs(t *testing.T) {
+	ctx := context.Background()
+	e, dir := newTestExporter(t, func(c *Config) { c.Routes.CardinalityThreshold = 10 })
+	users := []string{"kim", "lou", "max", "ned", "ola", "pat", "quinn", "rae", "sam", "tom"}
+	actions := []string{"view", "edit", "delete", "share", "export", "archive", "restore", "rename", "audit", "reset-password"}
+	var paths []string
+	for i, u := range users {
+		paths = append(paths, "/users/"+u+"/"+actions[i], "/users/"+u+"/profile")
+	}
+	require.NoError(t, e.consumeTraces(ctx, spansFor(paths...)))
+	require.NoError(t, e.flush(ctx))
+	policy := readBundle(t, dir)
+	req := func(p string) opatest.Request {
+		return opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: p}
+	}
+	for _, p := range append(paths, "/users/uma/profile") {
+		assert.True(t, policy.Allowed(req(p)), "must allow %s", p)
+	}
+	for _, p := range []string{"/users/kim/edit", "/users/lou/reset-password", "/users/admin/impersonate", "/users/uma/view"} {
+		assert.False(t, policy.Allowed(req(p)), "must deny %s", p)
+	}
+}
