@@ -146,6 +146,23 @@ func adversarialCorpus() []advCase {
 		{"no-leading-slash", "a/../admin", reasonInvalidPath},
 		{"asterisk", "*", reasonInvalidPath},
 		{"leading-dotdot", "/../admin", reasonPathTraversal},
+		// Dots a server may reach by trimming, NFKC or dropping invisible
+		// characters.
+		{"dotdot-space", "/a/..%20/admin", reasonPathTraversal},
+		{"space-dotdot", "/a/%20../admin", reasonPathTraversal},
+		{"dot-space-dot", "/a/.%20./admin", reasonPathTraversal},
+		{"dotdot-tab", "/a/..%09/admin", reasonInvalidPath},
+		{"fullwidth-dotdot", "/a/%EF%BC%8E%EF%BC%8E/admin", reasonPathTraversal},
+		{"fullwidth-dot", "/a/%EF%BC%8E/admin", reasonPathTraversal},
+		{"one-dot-leaders", "/a/%E2%80%A4%E2%80%A4/admin", reasonPathTraversal},
+		{"two-dot-leader", "/a/%E2%80%A5/admin", reasonPathTraversal},
+		{"small-full-stops", "/a/%EF%B9%92%EF%B9%92/admin", reasonPathTraversal},
+		{"dotdot-zero-width-space", "/a/..%E2%80%8B/admin", reasonPathTraversal},
+		{"dotdot-zero-width-joiner", "/a/.%E2%80%8D./admin", reasonPathTraversal},
+		{"bom-dotdot", "/a/%EF%BB%BF../admin", reasonPathTraversal},
+		{"dotdot-soft-hyphen", "/a/..%C2%AD/admin", reasonPathTraversal},
+		{"dotdot-no-break-space", "/a/..%C2%A0/admin", reasonPathTraversal},
+		{"fullwidth-dotdot-params", "/a/%EF%BC%8E%EF%BC%8E;x=1/admin", reasonPathTraversal},
 	} {
 		add(pathCase(tc.name, tc.path, tc.want, false, nil,
 			tc.path, "/admin", "/a/admin", "/a", "/a/../admin", "/a/%2e%2e/admin", "/"))

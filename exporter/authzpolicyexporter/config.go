@@ -106,9 +106,11 @@ type OutputConfig struct {
 
 // RoutesConfig controls how paths become routes.
 type RoutesConfig struct {
-	// Templates are route templates such as /users/{id} or /users/{id:int};
-	// a path that matches one is learned as that template. They win over
-	// the span's http.route and over the heuristics.
+	// Templates are route templates such as /users/{id:int}; a path that
+	// matches one is learned as that template. A typed parameter keeps its
+	// type; an untyped one (/users/{id}) takes the narrowest type of the
+	// observed value. They win over the span's http.route and over the
+	// heuristics.
 	Templates []string `mapstructure:"templates"`
 	// CardinalityThreshold is how many distinct values after the same
 	// parent, for one caller, callee and method, make that position a

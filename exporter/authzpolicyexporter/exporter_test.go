@@ -277,3 +277,52 @@ func TestUnwritableReviewDirDoesNotFailTheFlush(t *testing.T) {
 	assert.FileExists(t, filepath.Join(dir, publish.BundleName))
 	assert.NotEmpty(t, e.lastRevision)
 }
+
+// An operator template parameter without a type takes the narrowest type
+// of the value it was seen with: /users/{id} learned from /users/4711
+// admits numbers, not /users/admin. A typed parameter keeps its type.
+func TestUntypedTemplateParameterIsNarrowed(t *testing.T) {
+	ctx := context.Background()
+	e, dir := newTestExporter(t, func(c *Config) {
+		c.Routes.Templates = []string{"/users/{id}", "/keys/:key", "/orders/{order:id}"}
+	})
+	require.NoError(t, e.consumeTraces(ctx, spansFor("/users/4711", "/keys/550e8400-e29b-41d4-a716-446655440000", "/orders/12345")))
+	require.NoError(t, e.flush(ctx))
+	policy := readBundle(t, dir)
+	req := func(p string) opatest.Request {
+		return opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: p}
+	}
+	for _, p := range []string{"/users/4711", "/users/1", "/keys/123e4567-e89b-12d3-a456-426614174000", "/orders/12345", "/orders/ord-2024-1"} {
+		assert.True(t, policy.Allowed(req(p)), "must allow %s", p)
+	}
+	for _, p := range []string{"/users/admin", "/users/.env", "/users/4711x", "/users/abc1", "/users/..", "/users/",
+		"/keys/admin", "/keys/4711", "/orders/admin"} {
+		assert.False(t, policy.Allowed(req(p)), "must deny %s", p)
+	}
+}
+
+// The cardinality backstop opens a position only for a rest of the route
+// that enough values were seen with: ten users with ten different actions
+// do not let one user do what another did.
+func TestBackstopDoesNotCombineUnseenPairs(t *testing.T) {
+	ctx := context.Background()
+	e, dir := newTestExporter(t, func(c *Config) { c.Routes.CardinalityThreshold = 10 })
+	users := []string{"kim", "lou", "max", "ned", "ola", "pat", "quinn", "rae", "sam", "tom"}
+	actions := []string{"view", "edit", "delete", "share", "export", "archive", "restore", "rename", "audit", "reset-password"}
+	var paths []string
+	for i, u := range users {
+		paths = append(paths, "/users/"+u+"/"+actions[i], "/users/"+u+"/profile")
+	}
+	require.NoError(t, e.consumeTraces(ctx, spansFor(paths...)))
+	require.NoError(t, e.flush(ctx))
+	policy := readBundle(t, dir)
+	req := func(p string) opatest.Request {
+		return opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: p}
+	}
+	for _, p := range append(paths, "/users/uma/profile") {
+		assert.True(t, policy.Allowed(req(p)), "must allow %s", p)
+	}
+	for _, p := range []string{"/users/kim/edit", "/users/lou/reset-password", "/users/admin/impersonate", "/users/uma/view"} {
+		assert.False(t, policy.Allowed(req(p)), "must deny %s", p)
+	}
+}

@@ -7,10 +7,11 @@ import (
 
 // Generalize is the cardinality backstop. Among the routes one caller used
 // on one callee with one method, a position where at least threshold
-// distinct literal values follow the same parent and precede the same
-// (generalized) rest of the route becomes a single wildcard of the narrowest
-// type that admits them all. The first segment and structural segments stay
-// literal.
+// distinct literal values follow the same parent, each followed by exactly
+// the same (generalized) rest of the route, becomes a single wildcard of the
+// narrowest type that admits them, for that rest only: a wildcard never
+// admits a combination of segments that was not itself seen often enough.
+// The first segment and structural segments stay literal.
 // A threshold below 2 turns the backstop off. The result is sorted and
 // free of duplicates, so the same input always gives the same output.
 func Generalize(routes []Route, threshold int) []Route {
@@ -63,25 +64,15 @@ func (n *node) child(s Segment) *node {
 	return c
 }
 
-// merge adds every route below o to n.
-func (n *node) merge(o *node) {
-	n.end = n.end || o.end
-	for lit, c := range o.lit {
-		n.child(Segment{Lit: lit}).merge(c)
-	}
-	for t, c := range o.wild {
-		n.child(Segment{Wild: t}).merge(c)
-	}
-}
-
-// collapse works bottom-up. At a position with at least threshold
-// distinct literal values it first generalizes what follows them all
-// together (their merged subtrees), then counts, for each generalized
-// continuation, the values that were followed by it: a continuation seen
-// after at least threshold values is learned once under a wildcard and
-// removed from those values. Counting per continuation keeps one sensitive
-// route seen on one resource (/users/root/reset-password) from spreading
-// to every sibling that only shared a common route.
+// collapse works bottom-up: it first generalizes below every child, each
+// subtree on its own, then groups this node's literal children by their
+// continuations (the routes below a child), exactly equal ones only. A
+// continuation that at least threshold distinct values were followed by is
+// learned once under a wildcard of their joined type and removed from those
+// values. So /users/root/reset-password, seen once, stays literal next to
+// /users/{token}/profile, and ten users with ten different actions stay ten
+// routes: an action seen with one user is never granted to the others.
+// depth is the position of n's children; the first (depth 0) stays literal.
 func (n *node) collapse(depth, threshold int) {
 	for _, c := range n.lit {
 		c.collapse(depth+1, threshold)
@@ -92,58 +83,56 @@ func (n *node) collapse(depth, threshold int) {
 	if depth == 0 || len(n.lit) < threshold {
 		return
 	}
-	var values []string
-	merged := &node{}
-	for lit, c := range n.lit {
-		if _, ok := Classify(lit); ok && !isStructural(lit) {
-			values = append(values, lit)
-			merged.merge(c)
+	// continuation -> the values followed by it
+	type group struct {
+		rest   Route
+		values []string
+	}
+	groups := map[string]*group{}
+	for v, c := range n.lit {
+		if _, ok := Classify(v); !ok || isStructural(v) {
+			continue
 		}
-	}
-	if len(values) < threshold {
-		return
-	}
-	merged.collapse(depth+1, threshold)
-	var general []Route
-	merged.walk(nil, &general)
-	sortRoutes(general)
-
-	// generalized continuation -> value -> its own continuations
-	groups := map[string]map[string][]Route{}
-	cover := map[string]Route{}
-	for _, v := range values {
-		var own []Route
-		n.lit[v].walk(nil, &own)
-		for _, sfx := range own {
-			// Generalizing only widens, so some route covers sfx.
-			i := slices.IndexFunc(general, func(g Route) bool { return Covers(g, sfx) })
-			k := general[i].String()
-			cover[k] = general[i]
-			if groups[k] == nil {
-				groups[k] = map[string][]Route{}
+		var rests []Route
+		c.walk(nil, &rests)
+		for _, rest := range rests {
+			k := rest.String()
+			g := groups[k]
+			if g == nil {
+				g = &group{rest: rest}
+				groups[k] = g
 			}
-			groups[k][v] = append(groups[k][v], sfx)
+			g.values = append(g.values, v)
 		}
 	}
-	for k, members := range groups {
-		if len(members) < threshold {
+	var widened []*node
+	for _, g := range groups {
+		if len(g.values) < threshold {
 			continue
 		}
 		var t Type
-		for v, own := range members {
+		for _, v := range g.values {
 			c, _ := Classify(v)
 			if t == 0 {
 				t = c
 			} else {
 				t = Join(t, c)
 			}
-			for _, sfx := range own {
-				if child := n.lit[v]; child != nil && child.remove(sfx) {
-					delete(n.lit, v)
-				}
+			if n.lit[v].remove(g.rest) {
+				delete(n.lit, v)
 			}
 		}
-		n.child(Segment{Wild: t}).insert(cover[k])
+		w := n.child(Segment{Wild: t})
+		w.insert(g.rest)
+		if !slices.Contains(widened, w) {
+			widened = append(widened, w)
+		}
+	}
+	// What now follows one wildcard came from different values: continuations
+	// that none of them had threshold values for may have them together
+	// (ten users, each seen with ten repositories of their own).
+	for _, w := range widened {
+		w.collapse(depth+1, threshold)
 	}
 }
 
@@ -169,8 +158,20 @@ func Covers(g, r Route) bool {
 	return true
 }
 
+// sortRoutes sorts by the canonical form, computing each key once.
 func sortRoutes(rs []Route) {
-	slices.SortFunc(rs, func(a, b Route) int { return strings.Compare(a.String(), b.String()) })
+	type keyed struct {
+		key string
+		r   Route
+	}
+	ks := make([]keyed, len(rs))
+	for i, r := range rs {
+		ks[i] = keyed{r.String(), r}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range ks {
+		rs[i] = ks[i].r
+	}
 }
 
 // remove deletes route r below n and reports whether n is left empty.

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Errors a Learner returns, for counting skipped spans by reason.
@@ -23,7 +26,7 @@ const pixieRedaction = "<id>"
 
 // Learner turns one observed path into a route.
 type Learner struct {
-	templates   []Route
+	templates   []template
 	maxLength   int
 	maxSegments int
 }
@@ -32,12 +35,12 @@ type Learner struct {
 // in the order given.
 func NewLearner(templates []string, maxLength, maxSegments int) (*Learner, error) {
 	l := &Learner{maxLength: maxLength, maxSegments: maxSegments}
-	for _, t := range templates {
-		r, err := ParseTemplate(t)
+	for _, tpl := range templates {
+		t, err := parseTemplate(tpl)
 		if err != nil {
 			return nil, err
 		}
-		l.templates = append(l.templates, r)
+		l.templates = append(l.templates, t)
 	}
 	return l, nil
 }
@@ -61,8 +64,8 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	}
 	segs := strings.Split(path[1:], "/")
 	for _, t := range l.templates {
-		if t.Match(segs) {
-			return slices.Clone(t), nil
+		if t.route.Match(segs) {
+			return t.apply(segs), nil
 		}
 	}
 	if instrumented != "" {
@@ -92,25 +95,47 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	return r, nil
 }
 
+// apply returns the route an operator template gives the matching segments
+// segs: a parameter declared with a type keeps it, as the operator said; an
+// untyped one takes the narrowest type of the observed value, so
+// /users/{id} seen with 4711 admits numbers, not /users/admin.
+func (t template) apply(segs []string) Route {
+	r := slices.Clone(t.route)
+	for i := range r {
+		if r[i].Wild != 0 && !t.typed[i] {
+			r[i].Wild = narrow(r[i].Wild, segs[i])
+		}
+	}
+	return r
+}
+
 // fromInstrumented applies the span's http.route when it is a one-segment
-// template that matches the path. Its parameters take the narrowest type of
-// the observed value, so /users/{id} seen with numbers admits numbers. A
-// route whose first segment is a parameter is ignored: instrumentation
-// may not widen the first segment, which the heuristics keep literal.
+// template that matches the path. Its parameters, typed or not, take the
+// narrowest type of the observed value, so /users/{id} seen with numbers
+// admits numbers. A route whose first segment is a parameter is ignored:
+// instrumentation may not widen the first segment, which the heuristics
+// keep literal.
 func fromInstrumented(tpl string, segs []string) (Route, bool) {
 	r, err := ParseTemplate(tpl)
 	if err != nil || !r.Match(segs) || r[0].Wild != 0 {
 		return nil, false
 	}
 	for i := range r {
-		// Narrow to the value's type only when that type lies within the
-		// declared one: Hex is the narrowest type of "abc1" but is not
-		// within ID.
-		if t, ok := Classify(segs[i]); r[i].Wild != 0 && ok && Join(t, r[i].Wild) == r[i].Wild {
-			r[i].Wild = t
+		if r[i].Wild != 0 {
+			r[i].Wild = narrow(r[i].Wild, segs[i])
 		}
 	}
 	return r, true
+}
+
+// narrow returns the narrowest type of s when that type lies within the
+// declared type w (which admits s), and w otherwise: Hex is the narrowest
+// type of "abc1" but is not within ID.
+func narrow(w Type, s string) Type {
+	if t, ok := Classify(s); ok && Join(t, w) == w {
+		return t
+	}
+	return w
 }
 
 // redacted types a segment in which Pixie replaced hex runs by <id>: a
@@ -200,8 +225,9 @@ func isDate(s string) bool {
 
 // checkLiteral accepts a raw segment made of RFC 3986 path characters with
 // well-formed percent escapes, and refuses what servers disagree about: dot
-// segments in any spelling (escaped, overlong UTF-8, or "..;" which Tomcat
-// and Spring read as ".."), escaped separators, percents and controls.
+// segments in any spelling (escaped, overlong UTF-8, "..;" which Tomcat and
+// Spring read as "..", or look-alikes, see dotLike), escaped separators,
+// percents and controls.
 func checkLiteral(s string) error {
 	var buf [64]byte
 	decoded := buf[:0]
@@ -232,10 +258,59 @@ func checkLiteral(s string) error {
 	if i := bytes.IndexByte(decoded, ';'); i >= 0 {
 		name = decoded[:i]
 	}
-	if n := string(name); n == "." || n == ".." {
+	// Most names start with a letter or digit, which survives all that
+	// dotLike undoes: only a leading dot, space or non-ASCII byte needs it.
+	if len(name) > 0 && (name[0] == '.' || name[0] == ' ' || name[0] >= utf8.RuneSelf) && dotLike(name) {
 		return ErrTraversal
 	}
 	return nil
+}
+
+// dotLike reports whether a decoded segment name is "." or "..", or becomes
+// one when a server trims spaces from it, normalizes it (NFKC maps the
+// fullwidth dot U+FF0E, the small full stop U+FE52 and the dot leaders
+// U+2024 and U+2025 to dots), or drops format characters (zero-width space
+// and joiner, BOM, soft hyphen) and spaces (no-break space, ideographic
+// space) from it, in any combination.
+func dotLike(name []byte) bool {
+	// An ASCII letter, digit or symbol other than '.' survives all of
+	// these, so only names of dots, spaces and non-ASCII need a look;
+	// all-ASCII ones need no Unicode work.
+	dots, ascii := 0, true
+	for _, c := range name {
+		switch {
+		case c == '.':
+			dots++
+		case c == ' ':
+		case c >= utf8.RuneSelf:
+			ascii = false
+		default:
+			return false
+		}
+	}
+	if ascii {
+		return dots == 1 || dots == 2
+	}
+	n := string(name)
+	for _, f := range [...]string{
+		strings.TrimFunc(n, unicode.IsSpace),
+		strings.Map(dropInvisible, n),
+		strings.Map(dropInvisible, norm.NFKC.String(n)),
+	} {
+		if f == "." || f == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// dropInvisible is a strings.Map function that removes spaces and format
+// characters (Unicode category Cf).
+func dropInvisible(r rune) rune {
+	if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+		return -1
+	}
+	return r
 }
 
 func unhex(c byte) byte {

@@ -2,11 +2,14 @@ package route
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/text/unicode/norm"
 )
 
 const (
@@ -73,6 +76,14 @@ func TestLearn(t *testing.T) {
 		{"sub-delims stay literal", "/files/a:b@c!$&'()*+,;=", "", "/files/a:b@c!$&'()*+,;="},
 		{"three dots is not a dot segment", "/x/...", "", "/x/..."},
 		{"dot-prefixed name", "/x/.well-known", "", "/x/.well-known"},
+		{"ellipsis is not a dot segment", "/x/%E2%80%A6", "", "/x/%E2%80%A6"},
+		{"three dots and a space", "/x/...%20", "", "/x/...%20"},
+		{"fullwidth dot in a name", "/x/%EF%BC%8Ex", "", "/x/%EF%BC%8Ex"},
+		{"dot and space in a name", "/x/.%20x", "", "/x/.%20x"},
+		{"non-ascii name", "/x/caf%C3%A9", "", "/x/caf%C3%A9"},
+		{"only spaces", "/x/%20%20", "", "/x/%20%20"},
+		{"only a zero-width space", "/x/%E2%80%8B", "", "/x/%E2%80%8B"},
+		{"dots after parameters", "/x/a;%EF%BC%8E%EF%BC%8E", "", "/x/a;%EF%BC%8E%EF%BC%8E"},
 
 		{"http.route narrows int", "/accounts/12345", "/accounts/{id}", "/accounts/{int}"},
 		{"http.route narrows hex", "/accounts/abc1", "/accounts/{id}", "/accounts/{hex}"},
@@ -96,8 +107,21 @@ func TestLearn(t *testing.T) {
 		{"operator template typed", "/nums/123", "", "/nums/{int}"},
 		{"operator template typed mismatch", "/nums/abc", "", "/nums/abc"},
 		{"operator template order", "/both/7", "", "/both/{int}"},
+		{"operator template order, untyped second", "/both/abc1", "", "/both/{hex}"},
+		{"operator template untyped narrows int", "/people/4711", "", "/people/{int}"},
+		{"operator template untyped narrows hex", "/people/abc1", "", "/people/{hex}"},
+		{"operator template untyped narrows uuid", "/people/" + uuid, "", "/people/{uuid}"},
+		{"operator template untyped narrows id", "/people/x-1", "", "/people/{id}"},
+		{"operator template untyped word", "/people/alice", "", "/people/{token}"},
+		{"operator template untyped wins over http.route", "/people/4711", "/people/{u:token}", "/people/{int}"},
+		{"operator template colon form narrows", "/keys/" + uuid, "", "/keys/{uuid}"},
+		{"operator template typed and untyped", "/mixed/42/x/99", "", "/mixed/{int}/x/{hex}"},
+		{"operator template typed token stays", "/any/42", "", "/any/{token}"},
+		{"operator template untyped first segment", "/acme/projects", "", "/{token}/projects"},
+		{"operator template untyped first segment narrows", "/42/projects", "", "/{int}/projects"},
 	}
-	l := newTestLearner(t, "/tpl/{name}", "/orders/{order:id}", "/nums/{n:int}", "/both/{b:int}", "/both/{b}")
+	l := newTestLearner(t, "/tpl/{name}", "/orders/{order:id}", "/nums/{n:int}", "/both/{b:int}", "/both/{b}",
+		"/people/{id}", "/keys/:key", "/mixed/{m}/x/{n:hex}", "/any/{a:token}", "/{tenant}/projects")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := l.Learn(tt.path, tt.instrumented)
@@ -131,6 +155,33 @@ func TestLearnErrors(t *testing.T) {
 		{"half encoded dot dot other", "/a/%2e.", ErrTraversal},
 		{"encoded dot", "/a/%2e", ErrTraversal},
 		{"dot dot before query", "/a/..?x", ErrTraversal},
+		// Look-alikes: dots that a server may trim, normalize (NFKC) or
+		// strip invisible characters from before it resolves them.
+		{"dot dot space", "/files/..%20/admin", ErrTraversal},
+		{"space dot dot", "/a/%20..", ErrTraversal},
+		{"spaces around dot dot", "/a/%20..%20", ErrTraversal},
+		{"space between dots", "/a/.%20.", ErrTraversal},
+		{"dot space", "/a/.%20", ErrTraversal},
+		{"fullwidth dot dot", "/a/%EF%BC%8E%EF%BC%8E", ErrTraversal},
+		{"fullwidth dot dot lower", "/a/%ef%bc%8e%ef%bc%8e/b", ErrTraversal},
+		{"fullwidth dot", "/a/%EF%BC%8E", ErrTraversal},
+		{"fullwidth and ascii dot", "/a/.%EF%BC%8E", ErrTraversal},
+		{"one dot leader", "/a/%E2%80%A4", ErrTraversal},
+		{"one dot leaders", "/a/%E2%80%A4%E2%80%A4", ErrTraversal},
+		{"two dot leader", "/a/%E2%80%A5", ErrTraversal},
+		{"vertical two dot leader", "/a/%EF%B8%B0", ErrTraversal},
+		{"small full stops", "/a/%EF%B9%92%EF%B9%92", ErrTraversal},
+		{"dot dot zero-width space", "/a/..%E2%80%8B", ErrTraversal},
+		{"zero-width space between dots", "/a/.%E2%80%8B.", ErrTraversal},
+		{"zero-width joiner between dots", "/a/.%E2%80%8D.", ErrTraversal},
+		{"bom dot dot", "/a/%EF%BB%BF..", ErrTraversal},
+		{"dot dot soft hyphen", "/a/..%C2%AD", ErrTraversal},
+		{"dot dot no-break space", "/a/..%C2%A0", ErrTraversal},
+		{"ideographic space dot dot", "/a/%E3%80%80..", ErrTraversal},
+		{"fullwidth dot dot with params", "/a/%EF%BC%8E%EF%BC%8E;x=1", ErrTraversal},
+		{"dot dot space with params", "/a/..%20;x", ErrTraversal},
+		{"fullwidth dot dot first", "/%EF%BC%8E%EF%BC%8E/admin", ErrTraversal},
+		{"dot dot tab", "/a/..%09", ErrInvalidPath},
 		{"encoded slash", "/a/%2f", ErrInvalidPath},
 		{"encoded slash upper", "/a/x%2Fy", ErrInvalidPath},
 		{"encoded backslash", "/a/%5C", ErrInvalidPath},
@@ -220,6 +271,15 @@ func TestLearnedRoutesAreTight(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, r.Match([]string{"accounts", "admin"}))
 
+	// An untyped operator template parameter admits what the observed
+	// value's type admits, not any token.
+	r, err = newTestLearner(t, "/users/{id}").Learn("/users/4711", "")
+	require.NoError(t, err)
+	assert.True(t, r.Match([]string{"users", "1"}))
+	for _, other := range [][]string{{"users", "admin"}, {"users", ".env"}, {"users", "4711x"}, {"users", ".."}, {"users", ""}} {
+		assert.False(t, r.Match(other), "/users/{id} learned from /users/4711 must not admit %q", other)
+	}
+
 	// Nor more than the declared type: {v:id} seen with "abc1" must not
 	// admit "abc", which {v:id} refuses.
 	r, err = l.Learn("/accounts/abc1", "/accounts/{v:id}")
@@ -243,7 +303,7 @@ func TestLearnIsIdempotentAndDeterministic(t *testing.T) {
 }
 
 func TestNewLearnerRejectsBadTemplates(t *testing.T) {
-	for _, tpl := range []string{"/users/*", "/users/{path...}", "users/{id}", "/users/{id:string}", "/users/..", "/:path*"} {
+	for _, tpl := range []string{"/users/*", "/users/{path...}", "users/{id}", "/users/{id:string}", "/users/..", "/users/%EF%BC%8E%EF%BC%8E", "/users/..%20", "/:path*"} {
 		_, err := NewLearner([]string{"/ok/{id}", tpl}, testMaxLength, testMaxSegments)
 		assert.Error(t, err, tpl)
 	}
@@ -277,6 +337,12 @@ func FuzzLearn(f *testing.F) {
 		{"/a//b/", "/a/{x}/{y}/"},
 		{"/foo", "/*"},
 		{"/x/...", "/x/{id}"},
+		{"/a/..%20", ""},
+		{"/a/%EF%BC%8E%EF%BC%8E", ""},
+		{"/a/%E2%80%A5;x", ""},
+		{"/a/.%E2%80%8B.", ""},
+		{"/a/%C2%A0..%C2%AD", ""},
+		{"/a/%E2%80%A6", ""},
 	} {
 		f.Add(seed.path, seed.instrumented)
 	}
@@ -306,6 +372,13 @@ func FuzzLearn(f *testing.F) {
 		for i := range r {
 			if back[i] != r[i] {
 				t.Fatalf("Learn(%q, %q) = %q does not round-trip at %d: %+v != %+v", path, instrumented, key, i, back[i], r[i])
+			}
+		}
+
+		// No learned literal is a dot segment in disguise.
+		for i, s := range r {
+			if s.Wild == 0 && normalizesToDots(t, s.Lit) {
+				t.Fatalf("Learn(%q, %q) = %q: literal %d %q normalizes to a dot segment", path, instrumented, key, i, s.Lit)
 			}
 		}
 
@@ -346,4 +419,43 @@ func FuzzLearn(f *testing.F) {
 			t.Fatalf("Learn(%q, %q) is not deterministic: %q then %q, %v", path, instrumented, key, again, err)
 		}
 	})
+}
+
+// normalizesToDots is the definition checkLiteral implements: the decoded
+// name before any ';' parameters is "." or ".." as it is, trimmed of spaces,
+// under NFKC, without spaces and format characters, or a combination.
+func normalizesToDots(tb testing.TB, seg string) bool {
+	tb.Helper()
+	d, err := url.PathUnescape(seg)
+	if err != nil {
+		tb.Fatalf("literal %q does not decode: %v", seg, err)
+	}
+	name, _, _ := strings.Cut(d, ";")
+	strip := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Zs) {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	nfkc := norm.NFKC.String
+	for _, f := range []string{
+		name, strings.TrimSpace(name), nfkc(name), strings.TrimSpace(nfkc(name)),
+		strip(name), strip(nfkc(name)), nfkc(strip(name)),
+	} {
+		if f == "." || f == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNormalizesToDots(t *testing.T) {
+	for _, seg := range []string{"..", "%2e", "..%20", "%EF%BC%8E%EF%BC%8E", "%E2%80%A5", ".%E2%80%8D.", "..;x", "%C2%A0..%C2%AD"} {
+		assert.True(t, normalizesToDots(t, seg), seg)
+	}
+	for _, seg := range []string{"...", "%E2%80%A6", "a..", ".x", "%20", "a;.."} {
+		assert.False(t, normalizesToDots(t, seg), seg)
+	}
 }

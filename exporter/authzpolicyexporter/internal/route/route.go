@@ -93,47 +93,63 @@ func ParseKey(key string) (Route, error) {
 
 // ParseTemplate parses an operator-given or instrumentation-given route
 // template such as /users/{id}, /users/{id:int} or /users/:id. A parameter
-// without a type admits any token. Multi-segment wildcards are refused: a
-// catch-all is never learned.
+// without a type is a Token wildcard here; a Learner narrows every
+// parameter of an instrumentation template, and the untyped ones of an
+// operator template, to the observed value's type. Multi-segment wildcards
+// are refused: a catch-all is never learned.
 func ParseTemplate(tpl string) (Route, error) {
+	t, err := parseTemplate(tpl)
+	return t.route, err
+}
+
+// template is a parsed route template and, per segment, whether it is a
+// parameter with a declared type ({id:int}).
+type template struct {
+	route Route
+	typed []bool
+}
+
+func parseTemplate(tpl string) (template, error) {
 	if !strings.HasPrefix(tpl, "/") {
-		return nil, fmt.Errorf("template %q must start with /", truncate(tpl))
+		return template{}, fmt.Errorf("template %q must start with /", truncate(tpl))
 	}
 	parts := strings.Split(tpl[1:], "/")
-	r := make(Route, len(parts))
+	t := template{route: make(Route, len(parts)), typed: make([]bool, len(parts))}
+	r := t.route
 	for i, p := range parts {
 		switch {
 		case strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}"):
 			name, typ, hasType := strings.Cut(p[1:len(p)-1], ":")
 			if name == "" && !hasType || strings.HasSuffix(name, "...") || strings.ContainsAny(name, "*{}") {
-				return nil, fmt.Errorf("template %q: parameter %q must be {name} or {name:type}", truncate(tpl), p)
+				return template{}, fmt.Errorf("template %q: parameter %q must be {name} or {name:type}", truncate(tpl), p)
 			}
 			r[i].Wild = Token
 			if hasType {
-				t, ok := ParseType(typ)
+				w, ok := ParseType(typ)
 				if !ok {
-					return nil, fmt.Errorf("template %q: unknown type %q (want int, hex, uuid, id or token)", truncate(tpl), typ)
+					return template{}, fmt.Errorf("template %q: unknown type %q (want int, hex, uuid, id or token)", truncate(tpl), typ)
 				}
-				r[i].Wild = t
+				r[i].Wild = w
+				t.typed[i] = true
 			}
 		case strings.HasPrefix(p, ":") && len(p) > 1:
 			// path-to-regexp modifiers and patterns (:p*, :p+, :p?, :p(.*))
 			// may span several segments or none: only a plain name is a
 			// one-segment parameter.
 			if !all(p[1:], isWord) {
-				return nil, fmt.Errorf("template %q: parameter %q must be :name", truncate(tpl), p)
+				return template{}, fmt.Errorf("template %q: parameter %q must be :name", truncate(tpl), p)
 			}
 			r[i].Wild = Token
 		case strings.Contains(p, "*"):
-			return nil, fmt.Errorf("template %q: wildcards are written {name}; %q is not allowed", truncate(tpl), p)
+			return template{}, fmt.Errorf("template %q: wildcards are written {name}; %q is not allowed", truncate(tpl), p)
 		default:
 			if err := checkLiteral(p); err != nil {
-				return nil, fmt.Errorf("template %q: %w", truncate(tpl), err)
+				return template{}, fmt.Errorf("template %q: %w", truncate(tpl), err)
 			}
 			r[i].Lit = p
 		}
 	}
-	return r, nil
+	return t, nil
 }
 
 func isWord(c byte) bool { return isDigit(c) || isAlpha(c) || c == '_' }

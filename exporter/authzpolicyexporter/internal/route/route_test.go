@@ -93,6 +93,29 @@ func TestParseTemplate(t *testing.T) {
 	}
 }
 
+func TestParseTemplateTyped(t *testing.T) {
+	tests := []struct {
+		tpl   string
+		typed []bool
+	}{
+		{"/users", []bool{false}},
+		{"/users/{id}", []bool{false, false}},
+		{"/users/{id:int}", []bool{false, true}},
+		{"/users/{:int}", []bool{false, true}},
+		{"/users/{id:token}", []bool{false, true}},
+		{"/users/:id", []bool{false, false}},
+		{"/{tenant:int}/users/{id}/keys/{k:uuid}", []bool{true, false, false, false, true}},
+	}
+	for _, tt := range tests {
+		got, err := parseTemplate(tt.tpl)
+		require.NoError(t, err, tt.tpl)
+		assert.Equal(t, tt.typed, got.typed, tt.tpl)
+		want, err := ParseTemplate(tt.tpl)
+		require.NoError(t, err)
+		assert.Equal(t, want, got.route, tt.tpl)
+	}
+}
+
 func TestParseTemplateRejects(t *testing.T) {
 	for _, tpl := range []string{
 		"",
