@@ -286,10 +286,16 @@ func TestGRPCDecisions(t *testing.T) {
 	}
 	transfer := learn("/bank.Ledger/Transfer")
 	require.Equal(t, "/bank.Ledger/Transfer", transfer)
-	policy := opatest.Load(t, mustRender(t, []aggregate.Record{
+	records := []aggregate.Record{
 		rec(ledger, payments, "POST", transfer),
 		rec(ledger, payments, "POST", learn("/bank.Accounts/Open")),
-	}).Tarball)
+	}
+	// Method names that look like identifiers, and more methods of one
+	// service than the backstop's threshold: still only those methods.
+	for _, m := range []string{"Add123", "Get2024", "List", "Watch", "Close", "Sum", "Sub", "Move", "Copy", "Find", "Stat", "Sync"} {
+		records = append(records, rec(ledger, payments, "POST", learn("/bank.Reports/"+m)))
+	}
+	policy := opatest.Load(t, mustRender(t, records).Tarball)
 
 	call := func(method, path string) request {
 		return request{
@@ -317,6 +323,9 @@ func TestGRPCDecisions(t *testing.T) {
 			r.Headers["content-type"] = "application/grpc+proto"
 		}), true},
 		{"other method of the service", call("POST", "/bank.Ledger/Delete"), false},
+		{"method like an identifier", call("POST", "/bank.Reports/Add123"), true},
+		{"another identifier-like method", call("POST", "/bank.Reports/Add124"), false},
+		{"another method, many learned", call("POST", "/bank.Reports/Delete"), false},
 		{"method name in another case", call("POST", "/bank.Ledger/transfer"), false},
 		{"other service, learned method name", call("POST", "/bank.Accounts/Transfer"), false},
 		{"other service with the service as prefix", call("POST", "/bank.LedgerAdmin/Transfer"), false},

@@ -14,15 +14,24 @@ import (
 // The first segment and structural segments stay literal.
 // A threshold below 2 turns the backstop off. The result is sorted and
 // free of duplicates, so the same input always gives the same output.
+// gRPC methods (see isGRPCMethod) are kept as they are.
 func Generalize(routes []Route, threshold int) []Route {
 	root := &node{}
+	var out []Route
+	grpc := map[string]bool{}
 	for _, r := range routes {
+		if len(r) == 2 && r[0].Wild == 0 && r[1].Wild == 0 && isGRPCMethod([]string{r[0].Lit, r[1].Lit}) {
+			if k := r.String(); !grpc[k] {
+				grpc[k] = true
+				out = append(out, r)
+			}
+			continue
+		}
 		root.insert(r)
 	}
 	if threshold >= 2 {
 		root.collapse(0, threshold)
 	}
-	var out []Route
 	root.walk(nil, &out)
 	sortRoutes(out)
 	return out

@@ -86,6 +86,14 @@ func TestGeneralize(t *testing.T) {
 		want      []string
 	}{
 		{
+			// One caller's use of many methods of a service is no reason
+			// to allow the rest of them.
+			name:      "grpc methods stay literal",
+			in:        under("/bank.Ledger/%s", []string{"Get", "Put", "List", "Watch", "Open", "Close", "Sum", "Add", "Sub", "Move", "Copy", "Find"}),
+			threshold: 10,
+			want:      sorted(under("/bank.Ledger/%s", []string{"Get", "Put", "List", "Watch", "Open", "Close", "Sum", "Add", "Sub", "Move", "Copy", "Find"})),
+		},
+		{
 			name:      "below threshold nothing collapses",
 			in:        under("/users/%s/profile", names[:9]),
 			threshold: 10,

@@ -73,9 +73,11 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 			return r, nil
 		}
 	}
+	// A gRPC method is a name, never an identifier (Add123).
+	grpc := isGRPCMethod(segs)
 	r := make(Route, len(segs))
 	for i, s := range segs {
-		if i > 0 && strings.Contains(s, pixieRedaction) {
+		if i > 0 && !grpc && strings.Contains(s, pixieRedaction) {
 			t, err := redacted(s)
 			if err != nil {
 				return nil, err
@@ -83,7 +85,7 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 			r[i].Wild = t
 			continue
 		}
-		if t, ok := identifier(i, s); ok {
+		if t, ok := identifier(i, s); ok && !grpc {
 			r[i].Wild = t
 			continue
 		}
@@ -304,10 +306,12 @@ func dotLike(name []byte) bool {
 	return false
 }
 
-// dropInvisible is a strings.Map function that removes spaces and format
-// characters (Unicode category Cf).
+// dropInvisible is a strings.Map function that removes spaces and what
+// renders as nothing: format characters (Unicode category Cf), variation
+// selectors and the other default-ignorable code points (the combining
+// grapheme joiner U+034F, the Hangul fillers).
 func dropInvisible(r rune) rune {
-	if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+	if unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
 		return -1
 	}
 	return r

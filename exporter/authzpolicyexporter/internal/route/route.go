@@ -154,6 +154,35 @@ func parseTemplate(tpl string) (template, error) {
 
 func isWord(c byte) bool { return isDigit(c) || isAlpha(c) || c == '_' }
 
+// isGRPCMethod reports whether a path's segments have a gRPC method's
+// shape, /<package>.<Service>/<Method> (or /<Service>/<Method> with both
+// names capitalized, for a service without a package). A method is a name:
+// one caller's use of many methods of a service is no reason to allow the
+// others, so such paths stay literal in learning and in the backstop.
+func isGRPCMethod(segs []string) bool {
+	if len(segs) != 2 || !isIdent(segs[1]) {
+		return false
+	}
+	svc := segs[0]
+	if !strings.Contains(svc, ".") {
+		return isIdent(svc) && isUpper(svc[0]) && isUpper(segs[1][0])
+	}
+	for _, part := range strings.Split(svc, ".") {
+		if !isIdent(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// isIdent matches a protobuf identifier: a letter or '_', then letters,
+// digits and '_'.
+func isIdent(s string) bool {
+	return s != "" && !isDigit(s[0]) && all(s, isWord)
+}
+
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
+
 func truncate(s string) string {
 	const max = 64
 	if len(s) > max {

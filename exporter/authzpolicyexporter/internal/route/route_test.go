@@ -227,3 +227,29 @@ func TestValidMethod(t *testing.T) {
 		assert.False(t, ValidMethod(m), "%q", m)
 	}
 }
+
+func TestIsGRPCMethod(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/bank.Ledger/Transfer":        true,
+		"/bank.v1.Ledger/Transfer":     true,
+		"/grpc.health.v1.Health/Check": true,
+		"/pkg.Svc/lowerMethod":         true,
+		"/pkg.Svc/_x1":                 true,
+		"/Greeter/SayHello":            true,
+		"/Greeter/sayHello":            false,
+		"/greeter/SayHello":            false,
+		"/users/kim":                   false,
+		"/pkg..Svc/M":                  false,
+		"/pkg.Svc./M":                  false,
+		"/.Svc/M":                      false,
+		"/pkg.1Svc/M":                  false,
+		"/pkg.Svc/1M":                  false,
+		"/pkg.Svc/M-x":                 false,
+		"/pkg.Svc/":                    false,
+		"/pkg.Svc":                     false,
+		"/pkg.Svc/M/x":                 false,
+		"/pkg.Svc/%4D":                 false,
+	} {
+		assert.Equal(t, want, isGRPCMethod(strings.Split(path[1:], "/")), path)
+	}
+}
