@@ -69,7 +69,7 @@ decide "payments -> backend (seen, query ignored)" GET "/ledger/accounts/5500112
 decide "balances -> payments (only ever answered 403)" POST /payments "By=$td/payments;URI=$td/balances"
 decide "frontend -> backend (other method)" DELETE /ledger/accounts/5500112233 "By=$td/backend;URI=$td/frontend"
 decide "payments -> backend (gRPC, seen)" POST /bank.Ledger/Transfer "By=$td/backend;URI=$td/payments"
-decide "frontend -> backend (gRPC, answered PERMISSION_DENIED)" POST /bank.Ledger/Transfer "By=$td/backend;URI=$td/frontend"
+decide "frontend -> backend (gRPC, answered grpc-status 7)" POST /bank.Ledger/Transfer "By=$td/backend;URI=$td/frontend"
 decide "frontend -> balances (longer path)" GET /balances/4711/admin "By=$td/balances;URI=$td/frontend"
 decide "frontend -> balances (not a number)" GET /balances/admin "By=$td/balances;URI=$td/frontend"
 decide "evil.org/.../frontend -> balances (foreign domain)" GET /balances/4711 "By=$td/balances;URI=spiffe://evil.org/ns/bank/sa/frontend"
