@@ -204,12 +204,13 @@ func adversarialCorpus() []advCase {
 			literal: true,
 			allow:   []opatest.Request{get(advDst("bytes-values"), advCaller, "/bytes/ok")},
 		},
-		xfccCase("bytes-xfcc-invalid-utf8", []byte(istio(advDst("bytes-xfcc-invalid-utf8")+"\xff", advCaller)), reasonInvalidIdentity, nil,
+		// Envoy writes XFCC in ASCII only: other bytes come from a client.
+		xfccCase("bytes-xfcc-invalid-utf8", []byte(istio(advDst("bytes-xfcc-invalid-utf8")+"\xff", advCaller)), reasonMalformedXFCC, nil,
 			ok(advDst("bytes-xfcc-invalid-utf8"), advCaller)),
-		xfccCase("xfcc-invalid-utf8", istio("spiffe://example.org/ns/adv/sa/\xc0\xae", advCaller), reasonInvalidIdentity, nil,
+		xfccCase("xfcc-invalid-utf8", istio("spiffe://example.org/ns/adv/sa/\xc0\xae", advCaller), reasonMalformedXFCC, nil,
 			ok("spiffe://example.org/ns/adv/sa/.", advCaller), ok("spiffe://example.org/ns/adv/sa", advCaller)),
-		xfccCase("xfcc-utf8-subject", "By="+advDst("utf8-subject")+";Subject=\"CN=J\xc3\xb6rg\xff\";URI="+advCaller, learned,
-			[]opatest.Request{ok(advDst("utf8-subject"), advCaller)}),
+		xfccCase("xfcc-utf8-subject", "By="+advDst("utf8-subject")+";Subject=\"CN=J\xc3\xb6rg\xff\";URI="+advCaller, reasonMalformedXFCC,
+			nil, ok(advDst("utf8-subject"), advCaller)),
 	)
 
 	// Megabytes.
@@ -536,7 +537,15 @@ func redTeamCorpus() []advCase {
 		pixieGRPC("pixie-grpc-repeated", reasonInvalidStatus, `{":status":"200","grpc-status":"0","grpc-status":"7"}`),
 		pixieGRPC("pixie-grpc-cut", reasonInvalidStatus, `{":status":"200","content-type":"application/grpc","grpc-mess`+pixieCut),
 		pixieGRPC("pixie-grpc-garbage", reasonInvalidStatus, `{":status":"200","grpc-status":"permission denied"}`),
+		// A gRPC call whose status was not seen: HTTP 200 says nothing.
+		grpc("grpc-no-status", reasonInvalidStatus, nil),
+		grpc("grpc-no-status-new-conventions", reasonInvalidStatus, map[string]any{"rpc.system": "other", "rpc.system.name": "grpc"}),
+		grpc("grpc-status-envoy-name", reasonDeniedStatus, map[string]any{"grpc.status_code": int64(7)}),
+		pixieGRPC("pixie-grpc-no-status", reasonInvalidStatus, `{":status":"200","content-type":"application/grpc+proto"}`),
 	)
+	noResponse := pixieGRPC("pixie-grpc-no-response-headers", reasonInvalidStatus, "")
+	delete(noResponse.attrs, "http.resp_headers")
+	add(noResponse)
 
 	// Only the callee's own SERVER span (or one without a kind) is access
 	// to the callee: a service that copies incoming headers onto its own
@@ -592,6 +601,10 @@ func redTeamCorpus() []advCase {
 	for _, n := range []int{100, 128, 1024, 2048, 4096, 8192, 16384} {
 		add(xfccCase(fmt.Sprintf("xfcc-cut-%d", n), cutAt(appended(n), n), reasonTruncatedHeader, nil, ok(ledgerAdmin, advAttacker)))
 	}
+	// 127 bytes, two of the characters in it two bytes long: a cut at 128
+	// bytes goes through the next character and leaves 126 characters.
+	midCharacter := "By=" + ledgerAdmin + ";URI=" + advAttacker + ";DNS=\téé"
+	midCharacter += strings.Repeat("x", 127-len(midCharacter))
 	// A Subject in UTF-8: an SDK counts characters, not bytes.
 	utf8Subject := "By=" + advDst("utf8-cut") + ";URI=" + advAttacker + ";Subject=\"CN="
 	utf8Subject += strings.Repeat("ö", 1024-len(utf8Subject))
@@ -600,6 +613,18 @@ func redTeamCorpus() []advCase {
 		xfccCase("xfcc-cut-characters", utf8Subject, reasonTruncatedHeader, nil, ok(advDst("utf8-cut"), advAttacker)),
 		xfccCase("xfcc-below-limit", "By="+advDst("below-limit")+";URI="+advAttacker+";DNS="+strings.Repeat("a", 4095-len("By="+advDst("below-limit")+";URI="+advAttacker+";DNS=")), learned,
 			[]opatest.Request{ok(advDst("below-limit"), advAttacker)}),
+		// A cut through a character: a JSON decoder replaces the half
+		// character by U+FFFD (3 bytes), an SDK may count U+FFFD oddly, so
+		// the length no longer shows the cut. Envoy writes only ASCII.
+		advCase{
+			name: "headers-json-cut-mid-character",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":` +
+				jsonString(cutAt(midCharacter+"é,"+istio(advDst("real-callee"), advAttacker), 128)) + `}`,
+				"http.method": "GET", "http.target": "/ok"},
+			want: reasonMalformedXFCC,
+			deny: []opatest.Request{ok(ledgerAdmin, advAttacker)},
+		},
+		xfccCase("xfcc-replacement-character", forged(131)[:120]+"\uFFFD"+strings.Repeat("b", 8), reasonMalformedXFCC, nil, ok(ledgerAdmin, advAttacker)),
 		xfccCase("xfcc-pixie-marker", istio(advDst("marker"), advAttacker)+pixieCut, reasonTruncatedHeader, nil, ok(advDst("marker"), advAttacker)),
 		advCase{
 			// Pixie cuts the whole header map at 8 KiB and marks it.

@@ -81,3 +81,34 @@ func TestFloodFromOneCallerNeverStopsAnother(t *testing.T) {
 		})
 	}
 }
+
+// Reaching many callees does not help: one caller holds at most
+// max_entries_per_source keys in all, so it cannot fill max_entries for the
+// others by spreading its flood (a red-team review did so with one identity
+// and five callees).
+func TestFloodAcrossCalleesNeverStopsAnother(t *testing.T) {
+	e, dir := newTestExporter(t, func(c *Config) {
+		c.FlushInterval = time.Hour
+		c.MaxEntries, c.MaxEntriesPerCaller, c.MaxEntriesPerSource = 50, 10, 30
+	})
+	ctx := context.Background()
+	td := ptrace.NewTraces()
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	add := func(dst, src, path string) {
+		s := spans.AppendEmpty()
+		s.Attributes().PutStr("http.request.header.x-forwarded-client-cert", istio(dst, src))
+		s.Attributes().PutStr("http.request.method", "GET")
+		s.Attributes().PutStr("url.path", path)
+	}
+	for d := 0; d < 10; d++ {
+		for i := 0; i < 10; i++ {
+			add(advDst("many-"+strconv.Itoa(d)), advAttacker, "/f"+strconv.Itoa(i))
+		}
+	}
+	add(advVictim, advCaller, "/ok")
+	require.NoError(t, e.consumeTraces(ctx, td))
+	assert.Equal(t, int64(70), e.skipped[reasonCallerFull].Load())
+	assert.Zero(t, e.skipped[reasonAggregateFull].Load())
+	require.NoError(t, e.flush(ctx))
+	assert.True(t, readBundle(t, dir).Allowed(ok(advVictim, advCaller)))
+}

@@ -221,8 +221,8 @@ func TestAggregateCapUnderConcurrency(t *testing.T) {
 	)
 	e, dir := newTestExporter(t, func(c *Config) {
 		c.MaxEntries = maxEntries
-		c.MaxEntriesPerCaller = maxEntries // the global cap is under test
-		c.FlushInterval = time.Hour        // the flush log line would reset the skip counters
+		c.MaxEntriesPerCaller, c.MaxEntriesPerSource = maxEntries, maxEntries // the global cap is under test
+		c.FlushInterval = time.Hour                                           // the flush log line would reset the skip counters
 	})
 	ctx := context.Background()
 	end := pcommon.NewTimestampFromTime(time.Now())
@@ -302,7 +302,7 @@ func TestLoadMemoryStaysWithinCap(t *testing.T) {
 	)
 	e, _ := newTestExporter(t, func(c *Config) {
 		c.MaxEntries = maxEntries
-		c.MaxEntriesPerCaller = maxEntries // the global cap is under test
+		c.MaxEntriesPerCaller, c.MaxEntriesPerSource = maxEntries, maxEntries // the global cap is under test
 		c.FlushInterval = time.Hour
 	})
 	ctx := context.Background()

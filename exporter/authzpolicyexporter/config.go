@@ -31,6 +31,10 @@ type Config struct {
 	// that one caller's flood of distinct paths never stops the others
 	// from being learned.
 	MaxEntriesPerCaller int `mapstructure:"max_entries_per_caller"`
+	// MaxEntriesPerSource caps the keys of one caller across all its
+	// callees, so that one identity reaching many callees cannot fill
+	// max_entries either.
+	MaxEntriesPerSource int `mapstructure:"max_entries_per_source"`
 	// SkipStatusCodes are responses whose requests are never learned:
 	// traffic that was refused must not become allowed, and probes for
 	// routes that do not exist (404, 405) must not become policy.
@@ -149,6 +153,9 @@ type AttributesConfig struct {
 	// ResponseHeaders holds a JSON object of response headers (Pixie's
 	// http.resp_headers), whose grpc-status is read like GRPCStatusCode.
 	ResponseHeaders []string `mapstructure:"response_headers"`
+	// RPCSystem names the RPC system; a "grpc" call without a gRPC status
+	// is not learned.
+	RPCSystem []string `mapstructure:"rpc_system"`
 }
 
 var _ confmap.Validator = (*Config)(nil)
@@ -167,6 +174,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxEntriesPerCaller <= 0 {
 		errs = append(errs, errors.New("max_entries_per_caller must be positive"))
+	}
+	if cfg.MaxEntriesPerSource <= 0 {
+		errs = append(errs, errors.New("max_entries_per_source must be positive"))
 	}
 	for _, c := range cfg.SkipStatusCodes {
 		if c < 100 || c > 599 {

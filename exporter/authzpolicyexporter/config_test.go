@@ -23,6 +23,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.Window = 24 * time.Hour
 	custom.MaxEntries = 5000
 	custom.MaxEntriesPerCaller = 200
+	custom.MaxEntriesPerSource = 1000
 	custom.SkipStatusCodes = []int{401, 403, 407}
 	custom.SkipGRPCStatusCodes = []int{7, 16}
 	custom.LearnUnspecifiedKind = false
@@ -46,6 +47,7 @@ func TestLoadConfig(t *testing.T) {
 		StatusCode:      []string{"http.response.status_code"},
 		GRPCStatusCode:  []string{"rpc.grpc.status_code"},
 		ResponseHeaders: []string{},
+		RPCSystem:       []string{"rpc.system.name"},
 	}
 
 	signed := createDefaultConfig().(*Config)
@@ -79,6 +81,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "empty_key_id"), wantErr: "signing::key_id must not be empty"},
 		{id: component.NewIDWithName(metadata.Type, "bad_grpc_status"), wantErr: "skip_grpc_status_codes: 17 is not a gRPC status code"},
 		{id: component.NewIDWithName(metadata.Type, "bad_per_caller"), wantErr: "max_entries_per_caller must be positive"},
+		{id: component.NewIDWithName(metadata.Type, "bad_per_source"), wantErr: "max_entries_per_source must be positive"},
 		{id: component.NewIDWithName(metadata.Type, "bad_truncation_limit"), wantErr: "truncation_limits: -1 must be positive"},
 	}
 	for _, tt := range tests {

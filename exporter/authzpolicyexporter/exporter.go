@@ -81,7 +81,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		logger:    set.Logger,
 		telemetry: tb,
 		extract:   x,
-		agg:       aggregate.New(cfg.MaxEntries, cfg.MaxEntriesPerCaller),
+		agg:       aggregate.New(aggregate.Limits{Entries: cfg.MaxEntries, PerCaller: cfg.MaxEntriesPerCaller, PerSource: cfg.MaxEntriesPerSource}),
 		guard:     newShrinkGuard(cfg.MaxShrink, cfg.Window),
 		signing:   signing,
 		now:       time.Now,

@@ -74,8 +74,9 @@ func (r reason) String() string { return reasonNames[r] }
 
 // Header names as Envoy and gRPC write them.
 const (
-	xfccHeader       = "x-forwarded-client-cert"
-	grpcStatusHeader = "grpc-status"
+	xfccHeader        = "x-forwarded-client-cert"
+	grpcStatusHeader  = "grpc-status"
+	contentTypeHeader = "content-type"
 )
 
 // maxGRPCStatus is the highest gRPC status code.
@@ -134,7 +135,8 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonNotServerSpan
 	}
 	attrs := span.Attributes()
-	if why := x.outcome(attrs, res); why != learned {
+	why, hasGRPCStatus := x.outcome(attrs, res)
+	if why != learned {
 		return aggregate.Record{}, why
 	}
 	seen := span.EndTimestamp().AsTime()
@@ -147,7 +149,7 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonExpired
 	}
 
-	dst, src, why := x.identities(attrs, res)
+	dst, src, why := x.identities(attrs, res, hasGRPCStatus)
 	if why != learned {
 		return aggregate.Record{}, why
 	}
@@ -191,9 +193,13 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 
 // outcome reads every status the span carries, HTTP and gRPC, on the span
 // and on its resource. When they disagree the most restrictive wins: any
-// refusal, then any status that says nothing (which might hide one).
-func (x *extractor) outcome(attrs, res pcommon.Map) reason {
-	why := learned
+// refusal, then any status that says nothing (which might hide one). A gRPC
+// call (rpc.system, or a gRPC content type in either header map) without a
+// gRPC status says nothing either: its HTTP 200 is no outcome.
+// It also reports whether a gRPC status was seen, for a request the caller
+// finds to be gRPC by its own headers.
+func (x *extractor) outcome(attrs, res pcommon.Map) (why reason, hasGRPCStatus bool) {
+	why = learned
 	worse := func(r reason) {
 		if why != reasonDeniedStatus {
 			why = r
@@ -211,22 +217,41 @@ func (x *extractor) outcome(attrs, res pcommon.Map) reason {
 		c, ok := status.HTTP(v)
 		judge(c, ok, x.skip)
 	})
+	var isGRPC bool
 	each(x.attrs.GRPCStatusCode, attrs, res, func(v pcommon.Value) {
+		hasGRPCStatus = true
 		c, ok := status.GRPC(v)
 		judge(c, ok, x.skipGRPC)
 	})
+	each(x.attrs.RPCSystem, attrs, res, func(v pcommon.Value) {
+		isGRPC = isGRPC || strings.EqualFold(v.Str(), "grpc")
+	})
 	each(x.attrs.ResponseHeaders, attrs, res, func(v pcommon.Value) {
-		h, found, err := headerjson.Find(valueString(v), grpcStatusHeader)
-		switch {
-		case err != nil:
+		names := [2]string{grpcStatusHeader, contentTypeHeader}
+		var vals [2]string
+		var found [2]bool
+		if err := headerjson.FindAll(valueString(v), names[:], vals[:], found[:]); err != nil {
 			// A cut or broken header map may hide the grpc-status.
 			worse(reasonInvalidStatus)
-		case found:
-			c, ok := status.GRPCText(h)
+			return
+		}
+		isGRPC = isGRPC || grpcContent(vals[1])
+		if found[0] {
+			hasGRPCStatus = true
+			c, ok := status.GRPCText(vals[0])
 			judge(c, ok, x.skipGRPC)
 		}
 	})
-	return why
+	if isGRPC && !hasGRPCStatus {
+		worse(reasonInvalidStatus)
+	}
+	return why, hasGRPCStatus
+}
+
+// grpcContent reports a gRPC content type (application/grpc, +proto...).
+func grpcContent(contentType string) bool {
+	const grpc = "application/grpc"
+	return len(contentType) >= len(grpc) && strings.EqualFold(contentType[:len(grpc)], grpc)
 }
 
 // trusted reports whether both identities are in the allowed trust domains.
@@ -239,7 +264,9 @@ func (x *extractor) trusted(dst, src string) bool {
 // A value that may have been cut is never read for identities: with
 // APPEND_FORWARD the element Envoy appended for the current hop is the one
 // a cut removes, and what is left ends with the client's own element.
-func (x *extractor) identities(attrs, res pcommon.Map) (dst, src string, why reason) {
+// A gRPC request (by its content type) without a gRPC status is not
+// learned either: hasGRPCStatus says whether outcome saw one.
+func (x *extractor) identities(attrs, res pcommon.Map, hasGRPCStatus bool) (dst, src string, why reason) {
 	if v, ok := lookup(x.attrs.XFCC, attrs, res); ok {
 		h, cut := x.headerValue(v)
 		if cut {
@@ -252,16 +279,21 @@ func (x *extractor) identities(attrs, res pcommon.Map) (dst, src string, why rea
 		if x.cut(doc) {
 			return "", "", reasonTruncatedHeader
 		}
-		h, found, err := headerjson.Find(doc, xfccHeader)
+		names := [2]string{xfccHeader, contentTypeHeader}
+		var vals [2]string
+		var found [2]bool
+		err := headerjson.FindAll(doc, names[:], vals[:], found[:])
 		switch {
 		case errors.Is(err, headerjson.ErrTruncated):
 			return "", "", reasonTruncatedHeader
 		case err != nil:
 			return "", "", reasonMalformedHeaders
-		case found && x.cut(h):
+		case grpcContent(vals[1]) && !hasGRPCStatus:
+			return "", "", reasonInvalidStatus
+		case found[0] && x.cut(vals[0]):
 			return "", "", reasonTruncatedHeader
-		case found:
-			return hop(h)
+		case found[0]:
+			return hop(vals[0])
 		}
 	}
 	by, okBy := lookup(x.attrs.XFCCBy, attrs, res)
@@ -283,7 +315,17 @@ func (x *extractor) identities(attrs, res pcommon.Map) (dst, src string, why rea
 	return dst, src, learned
 }
 
+// hop reads the current hop of a header. Envoy writes only ASCII (URI and
+// DNS SANs are IA5 strings, Subject is escaped, certificates URL-encoded):
+// other bytes were written by a client, and they also make a cut header's
+// length say nothing (a decoder replaces a cut character, SDKs count
+// characters or UTF-16 units), so such a header teaches nothing.
 func hop(header string) (dst, src string, why reason) {
+	for i := 0; i < len(header); i++ {
+		if header[i] >= utf8.RuneSelf {
+			return "", "", reasonMalformedXFCC
+		}
+	}
 	dst, src, err := xfcc.Hop(header)
 	switch {
 	case err == nil:

@@ -38,30 +38,40 @@ type Record struct {
 
 // Aggregate is safe for concurrent use.
 type Aggregate struct {
-	maxEntries   int
-	maxPerCaller int
+	limits Limits
 
 	mu      sync.Mutex
 	entries map[Key]*Stats
-	// perCaller counts the keys of each (callee, caller) pair, so that one
-	// caller's flood of distinct paths cannot crowd out everyone else.
+	// perCaller and perSource count the keys of each (callee, caller)
+	// pair and of each caller, so that one caller's flood of distinct
+	// paths cannot crowd out everyone else.
 	perCaller map[pair]int
+	perSource map[string]int
 }
 
 // pair is one caller of one callee.
 type pair struct{ destination, source string }
 
-// New returns an empty aggregate that holds at most maxEntries keys, and at
-// most maxPerCaller keys for any one caller of one callee (0: no such cap).
-func New(maxEntries, maxPerCaller int) *Aggregate {
-	return &Aggregate{maxEntries: maxEntries, maxPerCaller: maxPerCaller, entries: map[Key]*Stats{}, perCaller: map[pair]int{}}
+// Limits cap the aggregate; 0 means no cap, except for Entries.
+type Limits struct {
+	// Entries caps all keys.
+	Entries int
+	// PerCaller caps the keys of one caller for one callee.
+	PerCaller int
+	// PerSource caps the keys of one caller across all its callees.
+	PerSource int
+}
+
+// New returns an empty aggregate within limits.
+func New(limits Limits) *Aggregate {
+	return &Aggregate{limits: limits, entries: map[Key]*Stats{}, perCaller: map[pair]int{}, perSource: map[string]int{}}
 }
 
 // Dropped counts the new keys an Observe refused, by cap.
 type Dropped struct {
-	// Full: the aggregate held maxEntries keys.
+	// Full: the aggregate held Limits.Entries keys.
 	Full int
-	// CallerFull: the caller held maxPerCaller keys for that callee.
+	// CallerFull: the caller held its share, for that callee or in all.
 	CallerFull int
 }
 
@@ -69,8 +79,8 @@ type Dropped struct {
 func (d Dropped) Total() int { return d.Full + d.CallerFull }
 
 // Observe records accesses. A new key is refused when the aggregate, or its
-// caller's share for that callee, is full; keys already held are always
-// refreshed.
+// caller's share (for that callee or in all), is full; keys already held are
+// always refreshed.
 func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -88,11 +98,11 @@ func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 			continue
 		}
 		p := pair{o.Destination, o.Source}
-		if a.maxPerCaller > 0 && a.perCaller[p] >= a.maxPerCaller {
+		if l := a.limits; l.PerCaller > 0 && a.perCaller[p] >= l.PerCaller || l.PerSource > 0 && a.perSource[o.Source] >= l.PerSource {
 			dropped.CallerFull++
 			continue
 		}
-		if len(a.entries) >= a.maxEntries {
+		if len(a.entries) >= a.limits.Entries {
 			dropped.Full++
 			continue
 		}
@@ -107,6 +117,7 @@ func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 		st.Count = max(st.Count, 1)
 		a.entries[k] = &st
 		a.perCaller[pair{k.Destination, k.Source}]++
+		a.perSource[k.Source]++
 	}
 	return dropped
 }
@@ -114,11 +125,15 @@ func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 // forget deletes k; the lock is held.
 func (a *Aggregate) forget(k Key) {
 	delete(a.entries, k)
-	p := pair{k.Destination, k.Source}
-	if a.perCaller[p] <= 1 {
-		delete(a.perCaller, p)
+	decrement(a.perCaller, pair{k.Destination, k.Source})
+	decrement(a.perSource, k.Source)
+}
+
+func decrement[K comparable](m map[K]int, k K) {
+	if m[k] <= 1 {
+		delete(m, k)
 	} else {
-		a.perCaller[p]--
+		m[k]--
 	}
 }
 

@@ -34,7 +34,7 @@ func keysOf(rs []Record) []Key {
 }
 
 func TestObserveAndSnapshotSorted(t *testing.T) {
-	a := New(100, 0)
+	a := New(Limits{Entries: 100})
 	in := []Record{
 		rec(key("spiffe://td/b", "spiffe://td/x", "GET", "/z"), 1, at(0), at(0)),
 		rec(key("spiffe://td/a", "spiffe://td/y", "GET", "/a"), 1, at(0), at(0)),
@@ -56,7 +56,7 @@ func TestObserveAndSnapshotSorted(t *testing.T) {
 }
 
 func TestSnapshotEmpty(t *testing.T) {
-	a := New(10, 0)
+	a := New(Limits{Entries: 10})
 	s := a.Snapshot()
 	assert.NotNil(t, s)
 	assert.Empty(t, s)
@@ -74,7 +74,7 @@ func TestCompareKeys(t *testing.T) {
 }
 
 func TestReobservationIsIdempotentForKeys(t *testing.T) {
-	a := New(10, 0)
+	a := New(Limits{Entries: 10})
 	k := key("d", "s", "GET", "/users/{int}")
 	a.Observe([]Record{rec(k, 1, at(5), at(5))})
 	before := keysOf(a.Snapshot())
@@ -93,7 +93,7 @@ func TestReobservationIsIdempotentForKeys(t *testing.T) {
 }
 
 func TestNewKeyCountsAtLeastOnce(t *testing.T) {
-	a := New(10, 0)
+	a := New(Limits{Entries: 10})
 	a.Observe([]Record{rec(key("d", "s", "GET", "/"), 0, at(0), at(0)), rec(key("d", "s", "PUT", "/"), 7, at(0), at(0))})
 	snap := a.Snapshot()
 	require.Len(t, snap, 2)
@@ -102,7 +102,7 @@ func TestNewKeyCountsAtLeastOnce(t *testing.T) {
 }
 
 func TestCap(t *testing.T) {
-	a := New(2, 0)
+	a := New(Limits{Entries: 2})
 	k1, k2, k3, k4 := key("d", "s", "GET", "/1"), key("d", "s", "GET", "/2"), key("d", "s", "GET", "/3"), key("d", "s", "GET", "/4")
 	assert.Equal(t, Dropped{Full: 1}, a.Observe([]Record{rec(k1, 1, at(0), at(0)), rec(k2, 1, at(0), at(0)), rec(k3, 1, at(0), at(0))}))
 	assert.Equal(t, 2, a.Len())
@@ -125,7 +125,7 @@ func TestCap(t *testing.T) {
 // only: other callers of the callee, and the same caller of other callees,
 // are still learned, and expiry gives the share back.
 func TestCapPerCaller(t *testing.T) {
-	a := New(100, 3)
+	a := New(Limits{Entries: 100, PerCaller: 3})
 	flood := make([]Record, 10)
 	for i := range flood {
 		flood[i] = rec(key("d", "flooder", "GET", fmt.Sprintf("/f/%d", i)), 1, at(0), at(i))
@@ -151,14 +151,33 @@ func TestCapPerCaller(t *testing.T) {
 	assert.Equal(t, Dropped{}, a.Observe([]Record{rec(key("d", "flooder", "GET", "/m"), 1, at(6), at(6))}))
 }
 
+// One caller reaching many callees fills its share in all, and no more.
+func TestCapPerSource(t *testing.T) {
+	a := New(Limits{Entries: 100, PerCaller: 3, PerSource: 5})
+	var flood []Record
+	for d := 0; d < 4; d++ {
+		for i := 0; i < 3; i++ {
+			flood = append(flood, rec(key(fmt.Sprintf("d%d", d), "flooder", "GET", fmt.Sprintf("/%d", i)), 1, at(0), at(i)))
+		}
+	}
+	assert.Equal(t, Dropped{CallerFull: 7}, a.Observe(flood))
+	assert.Equal(t, Dropped{}, a.Observe([]Record{rec(key("d3", "other", "GET", "/a"), 1, at(0), at(5))}))
+	assert.Len(t, a.Expire(at(1)), 2, "expiry gives the share back")
+	assert.Equal(t, Dropped{CallerFull: 1}, a.Observe([]Record{
+		rec(key("d9", "flooder", "GET", "/n"), 1, at(6), at(6)),
+		rec(key("d9", "flooder", "GET", "/m"), 1, at(6), at(6)),
+		rec(key("d9", "flooder", "GET", "/o"), 1, at(6), at(6)),
+	}))
+}
+
 func TestCapZero(t *testing.T) {
-	a := New(0, 0)
+	a := New(Limits{Entries: 0})
 	assert.Equal(t, Dropped{Full: 2}, a.Observe([]Record{rec(key("d", "s", "GET", "/"), 1, at(0), at(0)), rec(key("d", "s", "GET", "/"), 1, at(0), at(0))}))
 	assert.Zero(t, a.Len())
 }
 
 func TestExpire(t *testing.T) {
-	a := New(10, 0)
+	a := New(Limits{Entries: 10})
 	old, edge, fresh := key("d", "s", "GET", "/old"), key("d", "s", "GET", "/edge"), key("d", "s", "GET", "/fresh")
 	a.Observe([]Record{rec(old, 1, at(0), at(1)), rec(edge, 1, at(0), at(5)), rec(fresh, 1, at(0), at(9))})
 
@@ -182,7 +201,7 @@ func TestExpire(t *testing.T) {
 // TestSnapshotIsACopy checks that neither the caller's batch nor a snapshot
 // shares memory with the aggregate.
 func TestSnapshotIsACopy(t *testing.T) {
-	a := New(10, 0)
+	a := New(Limits{Entries: 10})
 	k := key("d", "s", "GET", "/x")
 	batch := []Record{rec(k, 1, at(0), at(0))}
 	a.Observe(batch)
@@ -206,7 +225,7 @@ func TestSnapshotIsACopy(t *testing.T) {
 // its own copy. This is the one place unsafe is needed: a string built
 // with string(b) is already a copy and could not detect a missing clone.
 func TestKeysDoNotAliasCallerMemory(t *testing.T) {
-	a := New(100, 0)
+	a := New(Limits{Entries: 100})
 	buf := make([]byte, 0, 64)
 	view := func(s string) string {
 		buf = append(buf[:0], s...)
@@ -232,7 +251,7 @@ func TestKeysDoNotAliasCallerMemory(t *testing.T) {
 	assert.Equal(t, 10, a.Len())
 
 	// Reusing an ordinary caller slice (the usual batch pattern) is safe too.
-	a2 := New(100, 0)
+	a2 := New(Limits{Entries: 100})
 	batch := make([]Record, 1)
 	for i := 0; i < 10; i++ {
 		b := []byte(fmt.Sprintf("/r/%d", i))
@@ -251,7 +270,7 @@ func TestConcurrent(t *testing.T) {
 		observers = 16
 		rounds    = 300
 	)
-	a := New(maxKeys, 0)
+	a := New(Limits{Entries: maxKeys})
 	var wg sync.WaitGroup
 	for g := 0; g < observers; g++ {
 		wg.Add(1)
@@ -314,7 +333,7 @@ func TestConcurrent(t *testing.T) {
 
 func TestStateRoundTrip(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 123, time.UTC)
-	a := New(10, 0)
+	a := New(Limits{Entries: 10})
 	a.Observe([]Record{
 		{Key: Key{"spiffe://td/b", "spiffe://td/a", "GET", "/x/{int}"}, Stats: Stats{Count: 3, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}},
 		{Key: Key{"spiffe://td/b", "spiffe://td/c", "POST", "/y"}, Stats: Stats{Count: 1, FirstSeen: t0, LastSeen: t0}},
@@ -322,7 +341,7 @@ func TestStateRoundTrip(t *testing.T) {
 	data, err := a.MarshalState()
 	require.NoError(t, err)
 
-	b := New(10, 0)
+	b := New(Limits{Entries: 10})
 	n, err := b.RestoreState(data)
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
@@ -332,8 +351,8 @@ func TestStateRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(data), string(again))
 
-	_, err = New(10, 0).RestoreState([]byte(`{"version":99,"entries":[]}`))
+	_, err = New(Limits{Entries: 10}).RestoreState([]byte(`{"version":99,"entries":[]}`))
 	assert.ErrorContains(t, err, "version 99")
-	_, err = New(10, 0).RestoreState([]byte(`{`))
+	_, err = New(Limits{Entries: 10}).RestoreState([]byte(`{`))
 	assert.Error(t, err)
 }

@@ -24,49 +24,72 @@ var (
 // headers are joined with ",", in document order, as HTTP joins them.
 // Scanning stops at the end of the object; text after it is ignored, but
 // anything malformed before it is an error, so a document truncated in the
-// middle of the object (Pixie cuts values at 8 KiB) is refused.
+// middle of the object (Pixie cuts header maps at 8 KiB) is refused with
+// ErrTruncated.
 func Find(doc, name string) (string, bool, error) {
+	var v [1]string
+	var found [1]bool
+	if err := FindAll(doc, []string{name}, v[:], found[:]); err != nil {
+		return "", false, err
+	}
+	return v[0], found[0], nil
+}
+
+// FindAll is Find for several headers in one pass over doc: vals[i] gets
+// the values of names[i] and found[i] says whether it was there. vals and
+// found must be as long as names; on an error they hold nothing useful.
+func FindAll(doc string, names, vals []string, found []bool) error {
+	for i := range names {
+		vals[i], found[i] = "", false
+	}
 	s := scanner{doc: doc}
 	s.space()
 	if !s.consume('{') {
-		return "", false, s.fail()
+		return s.fail()
 	}
-	var values []string
 	s.space()
 	if s.consume('}') {
-		return "", false, nil
+		return nil
 	}
 	for {
 		s.space()
 		key, ok := s.str()
 		if !ok {
-			return "", false, s.fail()
+			return s.fail()
 		}
 		s.space()
 		if !s.consume(':') {
-			return "", false, s.fail()
+			return s.fail()
 		}
 		s.space()
 		start := s.pos
 		if !s.skipValue(0) {
-			return "", false, s.fail()
+			return s.fail()
 		}
-		if strings.EqualFold(key, name) {
-			v, err := headerValues(doc[start:s.pos])
-			if err != nil {
-				return "", false, err
+		for i, name := range names {
+			if !strings.EqualFold(key, name) {
+				continue
 			}
-			values = append(values, v...)
+			vs, err := headerValues(doc[start:s.pos])
+			if err != nil {
+				return err
+			}
+			for _, v := range vs {
+				if found[i] {
+					vals[i] += "," + v
+				} else {
+					vals[i], found[i] = v, true
+				}
+			}
 		}
 		s.space()
 		if s.consume('}') {
-			break
+			return nil
 		}
 		if !s.consume(',') {
-			return "", false, s.fail()
+			return s.fail()
 		}
 	}
-	return strings.Join(values, ","), len(values) > 0, nil
 }
 
 // headerValues decodes a header's value: a string or an array of strings.

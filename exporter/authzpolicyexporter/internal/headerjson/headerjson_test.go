@@ -155,3 +155,18 @@ func TestFindTellsTruncatedFromMalformed(t *testing.T) {
 		assert.Equal(t, tt.truncated, errors.Is(err, ErrTruncated), tt.doc)
 	}
 }
+
+func TestFindAll(t *testing.T) {
+	names := []string{"grpc-status", "content-type", "absent"}
+	vals, found := make([]string, 3), make([]bool, 3)
+	doc := `{":status":"200","Content-Type":"application/grpc","grpc-status":"0","grpc-status":["7"]}`
+	require.NoError(t, FindAll(doc, names, vals, found))
+	assert.Equal(t, []string{"0,7", "application/grpc", ""}, vals)
+	assert.Equal(t, []bool{true, true, false}, found)
+
+	// Reused slices are reset, and an error leaves nothing found.
+	require.ErrorIs(t, FindAll(`{"grpc-status":"0",`, names, vals, found), ErrTruncated)
+	require.NoError(t, FindAll(`{}`, names, vals, found))
+	assert.Equal(t, []bool{false, false, false}, found)
+	assert.Equal(t, []string{"", "", ""}, vals)
+}

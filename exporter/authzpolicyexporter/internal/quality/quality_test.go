@@ -556,7 +556,7 @@ func TestLearningQuality(t *testing.T) {
 			Stats: aggregate.Stats{Count: 1, FirstSeen: ts, LastSeen: ts},
 		})
 	}
-	agg := aggregate.New(1<<20, 0)
+	agg := aggregate.New(aggregate.Limits{Entries: 1 << 20})
 	require.Zero(t, agg.Observe(records))
 	snap := agg.Snapshot()
 	renderStart := time.Now()

@@ -80,7 +80,10 @@ func (n *node) child(s Segment) *node {
 // learned once under a wildcard of their joined type and removed from those
 // values. So /users/root/reset-password, seen once, stays literal next to
 // /users/{token}/profile, and ten users with ten different actions stay ten
-// routes: an action seen with one user is never granted to the others.
+// routes: an action seen with one user is never granted to the others. A
+// typed wildcard learned from a span (/users/{int}) is one parent like a
+// literal: ten actions seen after it, each with one user, do become
+// /users/{int}/{token}.
 // depth is the position of n's children; the first (depth 0) stays literal.
 func (n *node) collapse(depth, threshold int) {
 	for _, c := range n.lit {

@@ -68,13 +68,14 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 			return t.apply(segs), nil
 		}
 	}
-	if instrumented != "" {
+	// A gRPC method is a name, never an identifier (Add123), whatever the
+	// instrumentation calls it.
+	grpc := isGRPCMethod(segs)
+	if instrumented != "" && !grpc {
 		if r, ok := fromInstrumented(instrumented, segs); ok {
 			return r, nil
 		}
 	}
-	// A gRPC method is a name, never an identifier (Add123).
-	grpc := isGRPCMethod(segs)
 	r := make(Route, len(segs))
 	for i, s := range segs {
 		if i > 0 && !grpc && strings.Contains(s, pixieRedaction) {
@@ -261,8 +262,9 @@ func checkLiteral(s string) error {
 		name = decoded[:i]
 	}
 	// Most names start with a letter or digit, which survives all that
-	// dotLike undoes: only a leading dot, space or non-ASCII byte needs it.
-	if len(name) > 0 && (name[0] == '.' || name[0] == ' ' || name[0] >= utf8.RuneSelf) && dotLike(name) {
+	// dotLike undoes: only a leading dot, space, '+' or non-ASCII byte
+	// needs it.
+	if len(name) > 0 && (name[0] == '.' || name[0] == ' ' || name[0] == '+' || name[0] >= utf8.RuneSelf) && dotLike(name) {
 		return ErrTraversal
 	}
 	return nil
@@ -271,9 +273,12 @@ func checkLiteral(s string) error {
 // dotLike reports whether a decoded segment name is "." or "..", or becomes
 // one when a server trims spaces from it, normalizes it (NFKC maps the
 // fullwidth dot U+FF0E, the small full stop U+FE52 and the dot leaders
-// U+2024 and U+2025 to dots), or drops format characters (zero-width space
-// and joiner, BOM, soft hyphen) and spaces (no-break space, ideographic
-// space) from it, in any combination.
+// U+2024 and U+2025 to dots), strips accents (NFKD, then nonspacing marks
+// dropped), or drops invisible characters (format characters such as the
+// zero-width space and joiner, BOM and soft hyphen, variation selectors,
+// other default-ignorable code points) and spaces (no-break space,
+// ideographic space, and '+', a space to form decoders) from it, in any
+// combination.
 func dotLike(name []byte) bool {
 	// An ASCII letter, digit or symbol other than '.' survives all of
 	// these, so only names of dots, spaces and non-ASCII need a look;
@@ -283,7 +288,7 @@ func dotLike(name []byte) bool {
 		switch {
 		case c == '.':
 			dots++
-		case c == ' ':
+		case c == ' ' || c == '+': // '+' is a space to form decoders
 		case c >= utf8.RuneSelf:
 			ascii = false
 		default:
@@ -298,6 +303,8 @@ func dotLike(name []byte) bool {
 		strings.TrimFunc(n, unicode.IsSpace),
 		strings.Map(dropInvisible, n),
 		strings.Map(dropInvisible, norm.NFKC.String(n)),
+		// Servers that strip accents decompose and drop the marks.
+		strings.Map(dropInvisible, strings.Map(dropMarks, norm.NFKD.String(n))),
 	} {
 		if f == "." || f == ".." {
 			return true
@@ -306,12 +313,20 @@ func dotLike(name []byte) bool {
 	return false
 }
 
+// dropMarks is a strings.Map function that removes nonspacing marks.
+func dropMarks(r rune) rune {
+	if unicode.Is(unicode.Mn, r) {
+		return -1
+	}
+	return r
+}
+
 // dropInvisible is a strings.Map function that removes spaces and what
 // renders as nothing: format characters (Unicode category Cf), variation
 // selectors and the other default-ignorable code points (the combining
 // grapheme joiner U+034F, the Hangul fillers).
 func dropInvisible(r rune) rune {
-	if unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
+	if r == '+' || unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
 		return -1
 	}
 	return r
