@@ -546,6 +546,21 @@ func redTeamCorpus() []advCase {
 	noResponse := pixieGRPC("pixie-grpc-no-response-headers", reasonInvalidStatus, "")
 	delete(noResponse.attrs, "http.resp_headers")
 	add(noResponse)
+	// gRPC shown otherwise: semantic-convention header attributes (otelhttp
+	// in front of a gRPC server), gRPC-Web, Connect, a request map next to
+	// a raw XFCC attribute.
+	otelhttp := grpc("grpc-content-type-attr", reasonInvalidStatus, map[string]any{
+		"http.request.header.content-type": []any{"application/grpc"}, "http.response.header.content-type": []any{"application/grpc"},
+	})
+	delete(otelhttp.attrs, "rpc.system")
+	mixed := grpc("grpc-request-map-beside-raw-header", reasonInvalidStatus, map[string]any{"http.req_headers": `{"content-type":"application/grpc"}`})
+	delete(mixed.attrs, "rpc.system")
+	add(otelhttp, mixed,
+		grpc("grpc-web-no-status", reasonInvalidStatus, map[string]any{"rpc.system": "grpc_web"}),
+		grpc("connect-denied", reasonDeniedStatus, map[string]any{"rpc.system": "connect_rpc", "rpc.connect_rpc.error_code": "permission_denied"}),
+		grpc("connect-no-status", reasonInvalidStatus, map[string]any{"rpc.system": "connect_rpc"}),
+		grpc("connect-ok", learned, map[string]any{"rpc.system": "connectrpc", "rpc.response.status_code": "ok"}),
+	)
 
 	// Only the callee's own SERVER span (or one without a kind) is access
 	// to the callee: a service that copies incoming headers onto its own
@@ -641,6 +656,21 @@ func redTeamCorpus() []advCase {
 			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":` + jsonString(cutAt(appended(128), 128)) + `}`, "http.method": "GET", "http.target": "/ok"},
 			want:  reasonTruncatedHeader,
 			deny:  []opatest.Request{ok(ledgerAdmin, advAttacker)},
+		},
+		advCase{
+			// Each value of a header is checked, not only their join.
+			name: "headers-json-array-part-cut",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":["By=` + advDst("gw") + `;URI=` + advCaller + `",` + jsonString(cutAt(appended(128), 128)) + `]}`,
+				"http.method": "GET", "http.target": "/ok"},
+			want: reasonTruncatedHeader,
+			deny: []opatest.Request{ok(ledgerAdmin, advAttacker)},
+		},
+		advCase{
+			name: "headers-json-repeated-part-cut",
+			attrs: map[string]any{"http.req_headers": `{"x-forwarded-client-cert":"By=` + advDst("gw") + `;URI=` + advCaller + `","X-Forwarded-Client-Cert":` + jsonString(cutAt(appended(128), 128)) + `}`,
+				"http.method": "GET", "http.target": "/ok"},
+			want: reasonTruncatedHeader,
+			deny: []opatest.Request{ok(ledgerAdmin, advAttacker)},
 		},
 		advCase{
 			name:  "xfcc-pair-cut",

@@ -153,9 +153,11 @@ type AttributesConfig struct {
 	// ResponseHeaders holds a JSON object of response headers (Pixie's
 	// http.resp_headers), whose grpc-status is read like GRPCStatusCode.
 	ResponseHeaders []string `mapstructure:"response_headers"`
-	// RPCSystem names the RPC system; a "grpc" call without a gRPC status
-	// is not learned.
-	RPCSystem []string `mapstructure:"rpc_system"`
+	// RPCSystem names the RPC system, ContentType holds request or
+	// response content types (strings or string arrays): a gRPC or
+	// Connect call they show is learned only with its RPC status.
+	RPCSystem   []string `mapstructure:"rpc_system"`
+	ContentType []string `mapstructure:"content_type"`
 }
 
 var _ confmap.Validator = (*Config)(nil)

@@ -48,6 +48,7 @@ func TestLoadConfig(t *testing.T) {
 		GRPCStatusCode:  []string{"rpc.grpc.status_code"},
 		ResponseHeaders: []string{},
 		RPCSystem:       []string{"rpc.system.name"},
+		ContentType:     []string{},
 	}
 
 	signed := createDefaultConfig().(*Config)

@@ -135,8 +135,8 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonNotServerSpan
 	}
 	attrs := span.Attributes()
-	why, hasGRPCStatus := x.outcome(attrs, res)
-	if why != learned {
+	var rpc rpcEvidence
+	if why := x.outcome(attrs, res, &rpc); why != learned {
 		return aggregate.Record{}, why
 	}
 	seen := span.EndTimestamp().AsTime()
@@ -149,9 +149,14 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonExpired
 	}
 
-	dst, src, why := x.identities(attrs, res, hasGRPCStatus)
+	dst, src, why := x.identities(attrs, res, &rpc)
 	if why != learned {
 		return aggregate.Record{}, why
+	}
+	if rpc.call && !rpc.status {
+		// A gRPC or Connect call answers refusals with HTTP 200: without
+		// its own status, its outcome is unknown.
+		return aggregate.Record{}, reasonInvalidStatus
 	}
 	if !x.trusted(dst, src) {
 		return aggregate.Record{}, reasonUntrustedDomain
@@ -174,7 +179,13 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 	if v, ok := lookup(x.attrs.Route, attrs, res); ok && v.Type() == pcommon.ValueTypeStr {
 		instrumented = v.Str()
 	}
-	rt, err := x.learner.Learn(path, instrumented)
+	var rt route.Route
+	var err error
+	if rpc.call {
+		rt, err = x.learner.LearnRPC(path)
+	} else {
+		rt, err = x.learner.Learn(path, instrumented)
+	}
 	switch {
 	case errors.Is(err, route.ErrTraversal):
 		return aggregate.Record{}, reasonPathTraversal
@@ -191,15 +202,17 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 	}, learned
 }
 
-// outcome reads every status the span carries, HTTP and gRPC, on the span
+// rpcEvidence is what a span says about the RPC it carries: whether it is
+// a gRPC or Connect call, and whether it has an RPC status.
+type rpcEvidence struct{ call, status bool }
+
+// outcome reads every status the span carries, HTTP and RPC, on the span
 // and on its resource. When they disagree the most restrictive wins: any
-// refusal, then any status that says nothing (which might hide one). A gRPC
-// call (rpc.system, or a gRPC content type in either header map) without a
-// gRPC status says nothing either: its HTTP 200 is no outcome.
-// It also reports whether a gRPC status was seen, for a request the caller
-// finds to be gRPC by its own headers.
-func (x *extractor) outcome(attrs, res pcommon.Map) (why reason, hasGRPCStatus bool) {
-	why = learned
+// refusal, then any status that says nothing (which might hide one). It
+// notes in rpc what shows an RPC call: rpc.system, a content type, an RPC
+// status.
+func (x *extractor) outcome(attrs, res pcommon.Map, rpc *rpcEvidence) reason {
+	why := learned
 	worse := func(r reason) {
 		if why != reasonDeniedStatus {
 			why = r
@@ -217,41 +230,59 @@ func (x *extractor) outcome(attrs, res pcommon.Map) (why reason, hasGRPCStatus b
 		c, ok := status.HTTP(v)
 		judge(c, ok, x.skip)
 	})
-	var isGRPC bool
 	each(x.attrs.GRPCStatusCode, attrs, res, func(v pcommon.Value) {
-		hasGRPCStatus = true
+		rpc.status = true
 		c, ok := status.GRPC(v)
 		judge(c, ok, x.skipGRPC)
 	})
 	each(x.attrs.RPCSystem, attrs, res, func(v pcommon.Value) {
-		isGRPC = isGRPC || strings.EqualFold(v.Str(), "grpc")
+		rpc.call = rpc.call || rpcSystem(v.Str())
+	})
+	each(x.attrs.ContentType, attrs, res, func(v pcommon.Value) {
+		eachString(v, func(ct string) { rpc.call = rpc.call || rpcContent(ct) })
 	})
 	each(x.attrs.ResponseHeaders, attrs, res, func(v pcommon.Value) {
 		names := [2]string{grpcStatusHeader, contentTypeHeader}
-		var vals [2]string
-		var found [2]bool
-		if err := headerjson.FindAll(valueString(v), names[:], vals[:], found[:]); err != nil {
-			// A cut or broken header map may hide the grpc-status.
+		var code string
+		codes := 0
+		err := headerjson.FindEach(valueString(v), names[:], func(i int, h string) {
+			if i == 0 {
+				code = h
+				codes++
+			} else {
+				rpc.call = rpc.call || rpcContent(h)
+			}
+		})
+		switch {
+		case err != nil || codes > 1:
+			// A cut or broken header map may hide the grpc-status, and
+			// two of them say nothing.
 			worse(reasonInvalidStatus)
-			return
-		}
-		isGRPC = isGRPC || grpcContent(vals[1])
-		if found[0] {
-			hasGRPCStatus = true
-			c, ok := status.GRPCText(vals[0])
+		case codes == 1:
+			rpc.status = true
+			c, ok := status.GRPCText(code)
 			judge(c, ok, x.skipGRPC)
 		}
 	})
-	if isGRPC && !hasGRPCStatus {
-		worse(reasonInvalidStatus)
-	}
-	return why, hasGRPCStatus
+	return why
 }
 
-// grpcContent reports a gRPC content type (application/grpc, +proto...).
-func grpcContent(contentType string) bool {
-	const grpc = "application/grpc"
-	return len(contentType) >= len(grpc) && strings.EqualFold(contentType[:len(grpc)], grpc)
+// rpcSystem reports an RPC system that answers refusals with HTTP 200:
+// gRPC (grpc, grpc_web) and Connect.
+func rpcSystem(s string) bool {
+	s = strings.ToLower(s)
+	return strings.HasPrefix(s, "grpc") || s == "connect_rpc" || s == "connectrpc"
+}
+
+// rpcContent reports a gRPC or Connect streaming content type
+// (application/grpc, application/grpc+proto, application/grpc-web,
+// application/connect+proto...).
+func rpcContent(contentType string) bool {
+	return hasPrefixFold(contentType, "application/grpc") || hasPrefixFold(contentType, "application/connect+")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // trusted reports whether both identities are in the allowed trust domains.
@@ -260,41 +291,44 @@ func (x *extractor) trusted(dst, src string) bool {
 }
 
 // identities finds the current hop's callee and caller: from the raw header,
-// else from a JSON header map, else from the By/URI pair.
+// else from a JSON header map, else from the By/URI pair. A request map's
+// content type is noted in rpc, whichever of them names the identities.
 // A value that may have been cut is never read for identities: with
 // APPEND_FORWARD the element Envoy appended for the current hop is the one
 // a cut removes, and what is left ends with the client's own element.
-// A gRPC request (by its content type) without a gRPC status is not
-// learned either: hasGRPCStatus says whether outcome saw one.
-func (x *extractor) identities(attrs, res pcommon.Map, hasGRPCStatus bool) (dst, src string, why reason) {
-	if v, ok := lookup(x.attrs.XFCC, attrs, res); ok {
-		h, cut := x.headerValue(v)
-		if cut {
-			return "", "", reasonTruncatedHeader
-		}
-		return hop(h)
-	}
-	if v, ok := lookup(x.attrs.RequestHeaders, attrs, res); ok {
+func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, src string, why reason) {
+	raw, hasRaw := lookup(x.attrs.XFCC, attrs, res)
+	if v, ok := lookup(x.attrs.RequestHeaders, attrs, res); ok && (!hasRaw || !rpc.status) {
 		doc := valueString(v)
-		if x.cut(doc) {
-			return "", "", reasonTruncatedHeader
-		}
+		var h header
 		names := [2]string{xfccHeader, contentTypeHeader}
-		var vals [2]string
-		var found [2]bool
-		err := headerjson.FindAll(doc, names[:], vals[:], found[:])
+		err := headerjson.FindEach(doc, names[:], func(i int, part string) {
+			if i == 1 {
+				rpc.call = rpc.call || rpcContent(part)
+				return
+			}
+			h.add(part, x.cut(part))
+		})
 		switch {
-		case errors.Is(err, headerjson.ErrTruncated):
+		case hasRaw:
+			// Read for its content type only.
+		case x.cut(doc) || errors.Is(err, headerjson.ErrTruncated):
 			return "", "", reasonTruncatedHeader
 		case err != nil:
 			return "", "", reasonMalformedHeaders
-		case grpcContent(vals[1]) && !hasGRPCStatus:
-			return "", "", reasonInvalidStatus
-		case found[0] && x.cut(vals[0]):
+		case h.cut || h.parts > 0 && x.cut(h.value):
 			return "", "", reasonTruncatedHeader
-		case found[0]:
-			return hop(vals[0])
+		case h.parts > 0:
+			return hop(h.value)
 		}
+	}
+	if hasRaw {
+		var h header
+		eachString(raw, func(part string) { h.add(part, x.cut(part)) })
+		if h.cut || x.cut(h.value) {
+			return "", "", reasonTruncatedHeader
+		}
+		return hop(h.value)
 	}
 	by, okBy := lookup(x.attrs.XFCCBy, attrs, res)
 	uri, okURI := lookup(x.attrs.XFCCURI, attrs, res)
@@ -313,6 +347,24 @@ func (x *extractor) identities(attrs, res pcommon.Map, hasGRPCStatus bool) (dst,
 		return "", "", reasonInvalidIdentity
 	}
 	return dst, src, learned
+}
+
+// header gathers a header's values, as repeated headers are joined, and
+// whether any of them may have been cut.
+type header struct {
+	value string
+	parts int
+	cut   bool
+}
+
+func (h *header) add(part string, cut bool) {
+	if h.parts == 0 {
+		h.value = part
+	} else {
+		h.value += "," + part
+	}
+	h.parts++
+	h.cut = h.cut || cut
 }
 
 // hop reads the current hop of a header. Envoy writes only ASCII (URI and
@@ -428,23 +480,17 @@ func valueString(v pcommon.Value) string {
 	return ""
 }
 
-// headerValue reads a header attribute: a string, or a string array (the
-// semantic conventions' form) whose values are joined as repeated headers.
-// cut reports a value, or an array element, that may have been truncated.
-func (x *extractor) headerValue(v pcommon.Value) (h string, cut bool) {
+// eachString calls f with a string attribute's value, or with each value of
+// a string array (the semantic conventions' form of a header).
+func eachString(v pcommon.Value, f func(string)) {
 	if v.Type() != pcommon.ValueTypeSlice {
-		h = valueString(v)
-		return h, x.cut(h)
+		f(valueString(v))
+		return
 	}
 	s := v.Slice()
-	parts := make([]string, 0, s.Len())
 	for i := 0; i < s.Len(); i++ {
-		p := valueString(s.At(i))
-		cut = cut || x.cut(p)
-		parts = append(parts, p)
+		f(valueString(s.At(i)))
 	}
-	h = strings.Join(parts, ",")
-	return h, cut || x.cut(h)
 }
 
 // trimKey removes a case-insensitive "Key=" prefix.

@@ -62,10 +62,12 @@ func createDefaultConfig() component.Config {
 			URL:            []string{"url.full", "http.url"},
 			Route:          []string{"http.route"},
 			StatusCode:     []string{"http.response.status_code", "http.status_code"},
-			// grpc.status_code: Envoy's and OpenCensus' name.
-			GRPCStatusCode:  []string{"rpc.grpc.status_code", "rpc.response.status_code", "grpc.status_code"},
+			// grpc.status_code: Envoy's and OpenCensus' name; Connect's
+			// error codes are gRPC's code names.
+			GRPCStatusCode:  []string{"rpc.grpc.status_code", "rpc.response.status_code", "grpc.status_code", "rpc.connect_rpc.error_code"},
 			ResponseHeaders: []string{"http.resp_headers"},
 			RPCSystem:       []string{"rpc.system", "rpc.system.name"},
+			ContentType:     []string{"http.request.header.content-type", "http.response.header.content-type"},
 		},
 	}
 }

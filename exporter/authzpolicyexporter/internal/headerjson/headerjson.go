@@ -27,21 +27,26 @@ var (
 // middle of the object (Pixie cuts header maps at 8 KiB) is refused with
 // ErrTruncated.
 func Find(doc, name string) (string, bool, error) {
-	var v [1]string
-	var found [1]bool
-	if err := FindAll(doc, []string{name}, v[:], found[:]); err != nil {
+	var v string
+	found := false
+	err := FindEach(doc, []string{name}, func(_ int, part string) {
+		if found {
+			v += "," + part
+		} else {
+			v, found = part, true
+		}
+	})
+	if err != nil {
 		return "", false, err
 	}
-	return v[0], found[0], nil
+	return v, found, nil
 }
 
-// FindAll is Find for several headers in one pass over doc: vals[i] gets
-// the values of names[i] and found[i] says whether it was there. vals and
-// found must be as long as names; on an error they hold nothing useful.
-func FindAll(doc string, names, vals []string, found []bool) error {
-	for i := range names {
-		vals[i], found[i] = "", false
-	}
+// FindEach is Find for several headers in one pass over doc, part by part:
+// f gets the index in names of each header found and one of its values (an
+// element of an array, or the value of one of the repeated keys), in
+// document order. On an error, what f was given is not to be used.
+func FindEach(doc string, names []string, f func(i int, value string)) error {
 	s := scanner{doc: doc}
 	s.space()
 	if !s.consume('{') {
@@ -75,11 +80,7 @@ func FindAll(doc string, names, vals []string, found []bool) error {
 				return err
 			}
 			for _, v := range vs {
-				if found[i] {
-					vals[i] += "," + v
-				} else {
-					vals[i], found[i] = v, true
-				}
+				f(i, v)
 			}
 		}
 		s.space()

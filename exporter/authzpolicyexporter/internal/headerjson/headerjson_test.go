@@ -156,17 +156,15 @@ func TestFindTellsTruncatedFromMalformed(t *testing.T) {
 	}
 }
 
-func TestFindAll(t *testing.T) {
+func TestFindEach(t *testing.T) {
 	names := []string{"grpc-status", "content-type", "absent"}
-	vals, found := make([]string, 3), make([]bool, 3)
-	doc := `{":status":"200","Content-Type":"application/grpc","grpc-status":"0","grpc-status":["7"]}`
-	require.NoError(t, FindAll(doc, names, vals, found))
-	assert.Equal(t, []string{"0,7", "application/grpc", ""}, vals)
-	assert.Equal(t, []bool{true, true, false}, found)
+	var got []string
+	collect := func(i int, v string) { got = append(got, names[i]+"="+v) }
+	doc := `{":status":"200","Content-Type":"application/grpc","grpc-status":"0","grpc-status":["7","8"]}`
+	require.NoError(t, FindEach(doc, names, collect))
+	assert.Equal(t, []string{"content-type=application/grpc", "grpc-status=0", "grpc-status=7", "grpc-status=8"}, got)
 
-	// Reused slices are reset, and an error leaves nothing found.
-	require.ErrorIs(t, FindAll(`{"grpc-status":"0",`, names, vals, found), ErrTruncated)
-	require.NoError(t, FindAll(`{}`, names, vals, found))
-	assert.Equal(t, []bool{false, false, false}, found)
-	assert.Equal(t, []string{"", "", ""}, vals)
+	got = nil
+	require.ErrorIs(t, FindEach(`{"grpc-status":"0",`, names, collect), ErrTruncated)
+	require.NoError(t, FindEach(`{}`, names, func(int, string) { t.Fatal("nothing to find") }))
 }

@@ -50,6 +50,17 @@ func NewLearner(templates []string, maxLength, maxSegments int) (*Learner, error
 // when it matches the path. Without a template, identifier-like segments
 // become typed wildcards and everything else stays literal.
 func (l *Learner) Learn(path, instrumented string) (Route, error) {
+	return l.learn(path, instrumented, false)
+}
+
+// LearnRPC is Learn for a request the span shows to be a gRPC (or Connect)
+// call: a two-segment path is its service and method, literal whatever
+// their names look like. Operator templates still win.
+func (l *Learner) LearnRPC(path string) (Route, error) {
+	return l.learn(path, "", true)
+}
+
+func (l *Learner) learn(path, instrumented string, rpc bool) (Route, error) {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}
@@ -70,7 +81,7 @@ func (l *Learner) Learn(path, instrumented string) (Route, error) {
 	}
 	// A gRPC method is a name, never an identifier (Add123), whatever the
 	// instrumentation calls it.
-	grpc := isGRPCMethod(segs)
+	grpc := rpc && len(segs) == 2 || isGRPCMethod(segs)
 	if instrumented != "" && !grpc {
 		if r, ok := fromInstrumented(instrumented, segs); ok {
 			return r, nil
@@ -273,8 +284,7 @@ func checkLiteral(s string) error {
 // dotLike reports whether a decoded segment name is "." or "..", or becomes
 // one when a server trims spaces from it, normalizes it (NFKC maps the
 // fullwidth dot U+FF0E, the small full stop U+FE52 and the dot leaders
-// U+2024 and U+2025 to dots), strips accents (NFKD, then nonspacing marks
-// dropped), or drops invisible characters (format characters such as the
+// U+2024 and U+2025 to dots), strips accents (NFKD, then marks dropped), or drops invisible characters (format characters such as the
 // zero-width space and joiner, BOM and soft hyphen, variation selectors,
 // other default-ignorable code points) and spaces (no-break space,
 // ideographic space, and '+', a space to form decoders) from it, in any
@@ -313,9 +323,10 @@ func dotLike(name []byte) bool {
 	return false
 }
 
-// dropMarks is a strings.Map function that removes nonspacing marks.
+// dropMarks is a strings.Map function that removes marks (nonspacing,
+// enclosing and spacing ones, as servers matching \p{M} do).
 func dropMarks(r rune) rune {
-	if unicode.Is(unicode.Mn, r) {
+	if unicode.Is(unicode.M, r) {
 		return -1
 	}
 	return r

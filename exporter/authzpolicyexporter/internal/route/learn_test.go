@@ -191,6 +191,8 @@ func TestLearnErrors(t *testing.T) {
 		{"fullwidth dot dot first", "/%EF%BC%8E%EF%BC%8E/admin", ErrTraversal},
 		{"dot dot variation selector", "/a/..%EF%B8%8F", ErrTraversal},
 		{"combining acute between dots", "/a/.%CC%81.", ErrTraversal},
+		{"enclosing circle after dots", "/a/..%E2%83%9D", ErrTraversal},
+		{"enclosing circle after a dot", "/a/.%E2%83%9D", ErrTraversal},
 		{"dot dot combining acute", "/a/..%CC%81", ErrTraversal},
 		{"fullwidth dot with a mark", "/a/%EF%BC%8E%CC%87", ErrTraversal},
 		{"dot dot plus", "/a/..+", ErrTraversal},
@@ -475,5 +477,28 @@ func TestNormalizesToDots(t *testing.T) {
 	}
 	for _, seg := range []string{"...", "%E2%80%A6", "a..", ".x", "%20", "a;.."} {
 		assert.False(t, normalizesToDots(t, seg), seg)
+	}
+}
+
+// A span that shows a gRPC call makes its two segments service and method,
+// whatever their names look like; other paths are learned as usual.
+func TestLearnRPC(t *testing.T) {
+	l, err := NewLearner([]string{"/pinned.Svc/{m}"}, testMaxLength, testMaxSegments)
+	require.NoError(t, err)
+	for path, want := range map[string]string{
+		"/greeter/A123456": "/greeter/A123456",
+		"/Greeter/add2fa":  "/Greeter/add2fa",
+		"/svc/12345":       "/svc/12345",
+		"/pinned.Svc/Get":  "/pinned.Svc/{token}",
+		"/svc/m/123456":    "/svc/m/{int}",
+		"/greeter/%2e%2e":  "",
+	} {
+		r, err := l.LearnRPC(path)
+		if want == "" {
+			assert.Error(t, err, path)
+			continue
+		}
+		require.NoError(t, err, path)
+		assert.Equal(t, want, r.String(), path)
 	}
 }

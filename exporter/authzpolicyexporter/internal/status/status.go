@@ -32,7 +32,8 @@ func HTTP(v pcommon.Value) (int64, bool) {
 
 // GRPC returns the gRPC status code v holds: 0 to 16 as an int, a whole
 // double or a decimal string, or a code name such as PERMISSION_DENIED (in
-// any case: newer conventions put names in rpc.response.status_code).
+// any case: newer conventions put names in rpc.response.status_code, and
+// Connect's error codes are the same names in lower case).
 func GRPC(v pcommon.Value) (int64, bool) {
 	if v.Type() == pcommon.ValueTypeStr {
 		if c, ok := GRPCText(v.Str()); ok {
@@ -42,6 +43,9 @@ func GRPC(v pcommon.Value) (int64, bool) {
 			if strings.EqualFold(v.Str(), name) {
 				return int64(c), true
 			}
+		}
+		if strings.EqualFold(v.Str(), "canceled") { // Connect's spelling
+			return 1, true
 		}
 		return 0, false
 	}

@@ -73,6 +73,8 @@ func TestGRPC(t *testing.T) {
 		{"UNAUTHENTICATED", 16, true},
 		{"UNIMPLEMENTED", 12, true},
 		{"OK", 0, true},
+		{"canceled", 1, true},
+		{"CANCELLED", 1, true},
 		{int64(17), 0, false},
 		{int64(-1), 0, false},
 		{7.5, 0, false},
