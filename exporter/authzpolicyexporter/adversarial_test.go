@@ -620,12 +620,13 @@ func redTeamCorpus() []advCase {
 	// bytes goes through the next character and leaves 126 characters.
 	midCharacter := "By=" + ledgerAdmin + ";URI=" + advAttacker + ";DNS=\téé"
 	midCharacter += strings.Repeat("x", 127-len(midCharacter))
-	// A Subject in UTF-8: an SDK counts characters, not bytes.
+	// A Subject in UTF-8 cut by an SDK, which counts characters: Envoy
+	// writes only ASCII, so it is refused before its length matters.
 	utf8Subject := "By=" + advDst("utf8-cut") + ";URI=" + advAttacker + ";Subject=\"CN="
 	utf8Subject += strings.Repeat("ö", 1024-len(utf8Subject))
 	add(
 		xfccCase("xfcc-cut-array", []any{cutAt(appended(4096), 4096)}, reasonTruncatedHeader, nil, ok(ledgerAdmin, advAttacker)),
-		xfccCase("xfcc-cut-characters", utf8Subject, reasonTruncatedHeader, nil, ok(advDst("utf8-cut"), advAttacker)),
+		xfccCase("xfcc-cut-characters", utf8Subject, reasonMalformedXFCC, nil, ok(advDst("utf8-cut"), advAttacker)),
 		xfccCase("xfcc-below-limit", "By="+advDst("below-limit")+";URI="+advAttacker+";DNS="+strings.Repeat("a", 4095-len("By="+advDst("below-limit")+";URI="+advAttacker+";DNS=")), learned,
 			[]opatest.Request{ok(advDst("below-limit"), advAttacker)}),
 		// A cut through a character: a JSON decoder replaces the half

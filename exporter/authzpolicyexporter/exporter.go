@@ -151,11 +151,12 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
 		res := rs.Resource().Attributes()
+		resOutcome := e.extract.outcome(res)
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
-				rec, why := e.extract.observe(res, spans.At(k), now)
+				rec, why := e.extract.observe(res, resOutcome, spans.At(k), now)
 				counts[why]++
 				if why == learned {
 					obs = append(obs, rec)

@@ -122,7 +122,9 @@ func set[T any, K comparable](items []T, key func(T) K) map[K]bool {
 }
 
 // observe returns the access a span shows, or why it shows none.
-func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (aggregate.Record, reason) {
+// resOutcome is x.outcome(res) of the span's resource, read once for all its
+// spans.
+func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Span, now time.Time) (aggregate.Record, reason) {
 	switch span.Kind() {
 	case ptrace.SpanKindServer:
 	case ptrace.SpanKindUnspecified:
@@ -135,10 +137,12 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonNotServerSpan
 	}
 	attrs := span.Attributes()
-	var rpc rpcEvidence
-	if why := x.outcome(attrs, res, &rpc); why != learned {
-		return aggregate.Record{}, why
+	o := x.outcome(attrs)
+	o.merge(resOutcome)
+	if o.why != learned {
+		return aggregate.Record{}, o.why
 	}
+	rpc := &o.rpc
 	seen := span.EndTimestamp().AsTime()
 	if span.EndTimestamp() == 0 || seen.After(now) {
 		// No end time: seen now. A clock in the future must not keep access
@@ -149,7 +153,7 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 		return aggregate.Record{}, reasonExpired
 	}
 
-	dst, src, why := x.identities(attrs, res, &rpc)
+	dst, src, why := x.identities(attrs, res, rpc)
 	if why != learned {
 		return aggregate.Record{}, why
 	}
@@ -206,42 +210,58 @@ func (x *extractor) observe(res pcommon.Map, span ptrace.Span, now time.Time) (a
 // a gRPC or Connect call, and whether it has an RPC status.
 type rpcEvidence struct{ call, status bool }
 
-// outcome reads every status the span carries, HTTP and RPC, on the span
-// and on its resource. When they disagree the most restrictive wins: any
-// refusal, then any status that says nothing (which might hide one). It
-// notes in rpc what shows an RPC call: rpc.system, a content type, an RPC
-// status.
-func (x *extractor) outcome(attrs, res pcommon.Map, rpc *rpcEvidence) reason {
-	why := learned
-	worse := func(r reason) {
-		if why != reasonDeniedStatus {
-			why = r
-		}
+// outcome is what the statuses of a span, or of its resource, say.
+type outcome struct {
+	why reason // learned, reasonDeniedStatus or reasonInvalidStatus
+	rpc rpcEvidence
+}
+
+// worse keeps the most restrictive reason: a refusal, then a status that
+// says nothing (which might hide one).
+func (o *outcome) worse(r reason) {
+	if o.why != reasonDeniedStatus {
+		o.why = r
 	}
+}
+
+// merge adds what p says: the span's statuses and its resource's count
+// alike.
+func (o *outcome) merge(p outcome) {
+	if p.why != learned {
+		o.worse(p.why)
+	}
+	o.rpc.call = o.rpc.call || p.rpc.call
+	o.rpc.status = o.rpc.status || p.rpc.status
+}
+
+// outcome reads every status in one attribute map, HTTP and RPC, and what
+// shows an RPC call: rpc.system, a content type, an RPC status.
+func (x *extractor) outcome(m pcommon.Map) outcome {
+	var o outcome
 	judge := func(code int64, ok bool, skip map[int64]bool) {
 		switch {
 		case !ok:
-			worse(reasonInvalidStatus)
+			o.worse(reasonInvalidStatus)
 		case skip[code]:
-			worse(reasonDeniedStatus)
+			o.worse(reasonDeniedStatus)
 		}
 	}
-	each(x.attrs.StatusCode, attrs, res, func(v pcommon.Value) {
+	each(x.attrs.StatusCode, m, func(v pcommon.Value) {
 		c, ok := status.HTTP(v)
 		judge(c, ok, x.skip)
 	})
-	each(x.attrs.GRPCStatusCode, attrs, res, func(v pcommon.Value) {
-		rpc.status = true
+	each(x.attrs.GRPCStatusCode, m, func(v pcommon.Value) {
+		o.rpc.status = true
 		c, ok := status.GRPC(v)
 		judge(c, ok, x.skipGRPC)
 	})
-	each(x.attrs.RPCSystem, attrs, res, func(v pcommon.Value) {
-		rpc.call = rpc.call || rpcSystem(v.Str())
+	each(x.attrs.RPCSystem, m, func(v pcommon.Value) {
+		o.rpc.call = o.rpc.call || rpcSystem(v.Str())
 	})
-	each(x.attrs.ContentType, attrs, res, func(v pcommon.Value) {
-		eachString(v, func(ct string) { rpc.call = rpc.call || rpcContent(ct) })
+	each(x.attrs.ContentType, m, func(v pcommon.Value) {
+		eachString(v, func(ct string) { o.rpc.call = o.rpc.call || rpcContent(ct) })
 	})
-	each(x.attrs.ResponseHeaders, attrs, res, func(v pcommon.Value) {
+	each(x.attrs.ResponseHeaders, m, func(v pcommon.Value) {
 		names := [2]string{grpcStatusHeader, contentTypeHeader}
 		var code string
 		codes := 0
@@ -250,21 +270,21 @@ func (x *extractor) outcome(attrs, res pcommon.Map, rpc *rpcEvidence) reason {
 				code = h
 				codes++
 			} else {
-				rpc.call = rpc.call || rpcContent(h)
+				o.rpc.call = o.rpc.call || rpcContent(h)
 			}
 		})
 		switch {
 		case err != nil || codes > 1:
 			// A cut or broken header map may hide the grpc-status, and
 			// two of them say nothing.
-			worse(reasonInvalidStatus)
+			o.worse(reasonInvalidStatus)
 		case codes == 1:
-			rpc.status = true
+			o.rpc.status = true
 			c, ok := status.GRPCText(code)
 			judge(c, ok, x.skipGRPC)
 		}
 	})
-	return why
+	return o
 }
 
 // rpcSystem reports an RPC system that answers refusals with HTTP 200:
@@ -312,11 +332,11 @@ func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, s
 		switch {
 		case hasRaw:
 			// Read for its content type only.
-		case x.cut(doc) || errors.Is(err, headerjson.ErrTruncated):
+		case x.cutText(doc) || errors.Is(err, headerjson.ErrTruncated):
 			return "", "", reasonTruncatedHeader
 		case err != nil:
 			return "", "", reasonMalformedHeaders
-		case h.cut || h.parts > 0 && x.cut(h.value):
+		case h.cut || h.parts > 1 && x.cut(h.value):
 			return "", "", reasonTruncatedHeader
 		case h.parts > 0:
 			return hop(h.value)
@@ -325,7 +345,7 @@ func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, s
 	if hasRaw {
 		var h header
 		eachString(raw, func(part string) { h.add(part, x.cut(part)) })
-		if h.cut || x.cut(h.value) {
+		if h.cut || h.parts > 1 && x.cut(h.value) {
 			return "", "", reasonTruncatedHeader
 		}
 		return hop(h.value)
@@ -422,16 +442,17 @@ func (x *extractor) path(attrs, res pcommon.Map) (string, bool) {
 const pixieCut = "... [TRUNCATED]"
 
 // cut reports whether s may have been truncated: it ends with Pixie's
-// marker, or is exactly as long as a truncation limit, in bytes or in
-// characters (SDKs count characters, processors bytes).
+// marker, or is exactly as long as a truncation limit. Lengths are bytes;
+// for the ASCII an identity header must be (see hop), bytes are characters
+// too.
 func (x *extractor) cut(s string) bool {
-	if strings.HasSuffix(s, pixieCut) {
-		return true
-	}
-	if len(x.cuts) == 0 {
-		return false
-	}
-	if x.cuts[len(s)] {
+	return x.cuts[len(s)] || strings.HasSuffix(s, pixieCut)
+}
+
+// cutText is cut for text that may hold other characters, such as a whole
+// header map: SDKs count characters, processors bytes.
+func (x *extractor) cutText(s string) bool {
+	if x.cut(s) {
 		return true
 	}
 	for i := 0; i < len(s); i++ {
@@ -442,14 +463,10 @@ func (x *extractor) cut(s string) bool {
 	return false
 }
 
-// each calls f with every named attribute present, on the span and on its
-// resource.
-func each(names []string, attrs, res pcommon.Map, f func(pcommon.Value)) {
+// each calls f with every named attribute present in m.
+func each(names []string, m pcommon.Map, f func(pcommon.Value)) {
 	for _, n := range names {
-		if v, ok := attrs.Get(n); ok {
-			f(v)
-		}
-		if v, ok := res.Get(n); ok {
+		if v, ok := m.Get(n); ok {
 			f(v)
 		}
 	}

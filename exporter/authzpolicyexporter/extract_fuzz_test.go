@@ -37,7 +37,8 @@ func FuzzObserve(f *testing.F) {
 		a.PutDouble("rpc.grpc.status_code", grpcNum)
 		a.PutStr("rpc.response.status_code", grpcName)
 		a.PutStr("http.resp_headers", respHeaders)
-		rec, why := x.observe(pcommon.NewMap(), span, now)
+		res := pcommon.NewMap()
+		rec, why := x.observe(res, x.outcome(res), span, now)
 		if why != learned {
 			return
 		}
@@ -49,6 +50,11 @@ func FuzzObserve(f *testing.F) {
 		}
 		if grpcNum != math.Trunc(grpcNum) || grpcNum < 0 || grpcNum > 16 || x.skipGRPC[int64(grpcNum)] {
 			t.Fatalf("learned with gRPC status %v", grpcNum)
+		}
+		for i := 0; i < len(header); i++ {
+			if header[i] >= 0x80 {
+				t.Fatalf("learned from a header that is not ASCII")
+			}
 		}
 		if x.cut(header) {
 			t.Fatalf("learned from a header that may have been cut (%d bytes)", len(header))
