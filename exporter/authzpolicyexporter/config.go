@@ -14,6 +14,7 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/status"
 )
 
 // Config is the exporter's configuration. Every key has a default that works
@@ -186,7 +187,7 @@ func (cfg *Config) Validate() error {
 		}
 	}
 	for _, c := range cfg.SkipGRPCStatusCodes {
-		if c < 0 || c > maxGRPCStatus {
+		if c < 0 || c > status.MaxGRPC {
 			errs = append(errs, fmt.Errorf("skip_grpc_status_codes: %d is not a gRPC status code (0-16)", c))
 		}
 	}

@@ -79,15 +79,12 @@ const (
 	contentTypeHeader = "content-type"
 )
 
-// maxGRPCStatus is the highest gRPC status code.
-const maxGRPCStatus = status.MaxGRPC
-
 // extractor turns a span into an observed access.
 type extractor struct {
 	attrs       AttributesConfig
 	domains     map[string]bool // empty: any trust domain
-	skip        map[int64]bool
-	skipGRPC    map[int64]bool
+	skip        map[int]bool
+	skipGRPC    map[int]bool
 	unspecified bool         // learn spans without a kind
 	cuts        map[int]bool // truncation limits
 	learner     *route.Learner
@@ -102,21 +99,21 @@ func newExtractor(cfg *Config) (*extractor, error) {
 	}
 	return &extractor{
 		attrs:       cfg.Attributes,
-		skip:        set(cfg.SkipStatusCodes, func(c int) int64 { return int64(c) }),
-		skipGRPC:    set(cfg.SkipGRPCStatusCodes, func(c int) int64 { return int64(c) }),
+		skip:        set(cfg.SkipStatusCodes),
+		skipGRPC:    set(cfg.SkipGRPCStatusCodes),
 		unspecified: cfg.LearnUnspecifiedKind,
-		cuts:        set(cfg.TruncationLimits, func(n int) int { return n }),
+		cuts:        set(cfg.TruncationLimits),
 		learner:     l,
 		window:      cfg.Window,
 		bucket:      cfg.TimeBucket,
-		domains:     set(cfg.TrustDomains, func(td string) string { return td }),
+		domains:     set(cfg.TrustDomains),
 	}, nil
 }
 
-func set[T any, K comparable](items []T, key func(T) K) map[K]bool {
+func set[K comparable](items []K) map[K]bool {
 	m := make(map[K]bool, len(items))
 	for _, it := range items {
-		m[key(it)] = true
+		m[it] = true
 	}
 	return m
 }
@@ -238,11 +235,12 @@ func (o *outcome) merge(p outcome) {
 // shows an RPC call: rpc.system, a content type, an RPC status.
 func (x *extractor) outcome(m pcommon.Map) outcome {
 	var o outcome
-	judge := func(code int64, ok bool, skip map[int64]bool) {
+	// Accepted codes are small (0-16, 100-599), so int holds them.
+	judge := func(code int64, ok bool, skip map[int]bool) {
 		switch {
 		case !ok:
 			o.worse(reasonInvalidStatus)
-		case skip[code]:
+		case skip[int(code)]:
 			o.worse(reasonDeniedStatus)
 		}
 	}
@@ -336,7 +334,7 @@ func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, s
 			return "", "", reasonTruncatedHeader
 		case err != nil:
 			return "", "", reasonMalformedHeaders
-		case h.cut || h.parts > 1 && x.cut(h.value):
+		case x.cutHeader(h):
 			return "", "", reasonTruncatedHeader
 		case h.parts > 0:
 			return hop(h.value)
@@ -345,7 +343,7 @@ func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, s
 	if hasRaw {
 		var h header
 		eachString(raw, func(part string) { h.add(part, x.cut(part)) })
-		if h.cut || h.parts > 1 && x.cut(h.value) {
+		if x.cutHeader(h) {
 			return "", "", reasonTruncatedHeader
 		}
 		return hop(h.value)
@@ -377,6 +375,11 @@ type header struct {
 	cut   bool
 }
 
+// cutHeader reports whether a value of h, or their join, may have been cut.
+func (x *extractor) cutHeader(h header) bool {
+	return h.cut || h.parts > 1 && x.cut(h.value)
+}
+
 func (h *header) add(part string, cut bool) {
 	if h.parts == 0 {
 		h.value = part
@@ -393,10 +396,8 @@ func (h *header) add(part string, cut bool) {
 // length say nothing (a decoder replaces a cut character, SDKs count
 // characters or UTF-16 units), so such a header teaches nothing.
 func hop(header string) (dst, src string, why reason) {
-	for i := 0; i < len(header); i++ {
-		if header[i] >= utf8.RuneSelf {
-			return "", "", reasonMalformedXFCC
-		}
+	if !isASCII(header) {
+		return "", "", reasonMalformedXFCC
 	}
 	dst, src, err := xfcc.Hop(header)
 	switch {
@@ -452,15 +453,16 @@ func (x *extractor) cut(s string) bool {
 // cutText is cut for text that may hold other characters, such as a whole
 // header map: SDKs count characters, processors bytes.
 func (x *extractor) cutText(s string) bool {
-	if x.cut(s) {
-		return true
-	}
+	return x.cut(s) || !isASCII(s) && x.cuts[utf8.RuneCountInString(s)]
+}
+
+func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
-			return x.cuts[utf8.RuneCountInString(s)]
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // each calls f with every named attribute present in m.
@@ -512,7 +514,7 @@ func eachString(v pcommon.Value, f func(string)) {
 
 // trimKey removes a case-insensitive "Key=" prefix.
 func trimKey(s, key string) string {
-	if len(s) >= len(key) && strings.EqualFold(s[:len(key)], key) {
+	if hasPrefixFold(s, key) {
 		return s[len(key):]
 	}
 	return s

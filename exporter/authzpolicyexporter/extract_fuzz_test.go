@@ -45,10 +45,10 @@ func FuzzObserve(f *testing.F) {
 		if k := span.Kind(); k != ptrace.SpanKindServer && k != ptrace.SpanKindUnspecified {
 			t.Fatalf("learned a %v span", k)
 		}
-		if httpStatus < 100 || httpStatus > 599 || x.skip[httpStatus] {
+		if httpStatus < 100 || httpStatus > 599 || x.skip[int(httpStatus)] {
 			t.Fatalf("learned with HTTP status %d", httpStatus)
 		}
-		if grpcNum != math.Trunc(grpcNum) || grpcNum < 0 || grpcNum > 16 || x.skipGRPC[int64(grpcNum)] {
+		if grpcNum != math.Trunc(grpcNum) || grpcNum < 0 || grpcNum > 16 || x.skipGRPC[int(grpcNum)] {
 			t.Fatalf("learned with gRPC status %v", grpcNum)
 		}
 		for i := 0; i < len(header); i++ {
