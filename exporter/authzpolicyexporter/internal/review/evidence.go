@@ -1,0 +1,63 @@
+package review
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+)
+
+// evidenceEntry is one rule in evidence.json; the callee is the file's.
+type evidenceEntry struct {
+	Caller         string `json:"caller"`
+	Method         string `json:"method"`
+	Route          string `json:"route"`
+	Origin         string `json:"origin"`
+	FirstSeen      string `json:"first_seen,omitempty"`
+	LastSeen       string `json:"last_seen,omitempty"`
+	Count          uint64 `json:"count,omitempty"`
+	TimeBuckets    int    `json:"time_buckets,omitempty"`
+	DistinctValues int    `json:"distinct_values,omitempty"`
+}
+
+// Evidence returns, for each callee, its evidence.json: one entry per rule,
+// sorted by caller, method and route. The map key is the callee's SPIFFE ID;
+// where the file goes is the caller's choice. Only what a rule states and
+// the counts about it are written, never an observed value.
+func Evidence(rules []Rule) map[string][]byte {
+	sorted := slices.Clone(rules)
+	// The evidence fields break ties, so that even a repeated rule gives the
+	// same bytes whatever the input order.
+	slices.SortFunc(sorted, func(a, b Rule) int {
+		return cmp.Or(
+			aggregate.CompareKeys(a.key(), b.key()),
+			cmp.Compare(a.Origin, b.Origin),
+			a.FirstSeen.Compare(b.FirstSeen),
+			a.LastSeen.Compare(b.LastSeen),
+			cmp.Compare(a.Count, b.Count),
+			cmp.Compare(a.TimeBuckets, b.TimeBuckets),
+			cmp.Compare(a.DistinctValues, b.DistinctValues),
+		)
+	})
+	out := map[string][]byte{}
+	for i := 0; i < len(sorted); {
+		callee := sorted[i].Callee
+		var entries []evidenceEntry
+		for ; i < len(sorted) && sorted[i].Callee == callee; i++ {
+			r := sorted[i]
+			entries = append(entries, evidenceEntry{
+				Caller:         r.Caller,
+				Method:         r.Method,
+				Route:          r.Route,
+				Origin:         r.Origin,
+				FirstSeen:      timestamp(r.FirstSeen),
+				LastSeen:       timestamp(r.LastSeen),
+				Count:          r.Count,
+				TimeBuckets:    r.TimeBuckets,
+				DistinctValues: r.DistinctValues,
+			})
+		}
+		out[callee] = encode(entries)
+	}
+	return out
+}
