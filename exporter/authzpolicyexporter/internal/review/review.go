@@ -1,9 +1,10 @@
-// Package review writes the files that sit next to each published bundle in
-// the reviewed, git-committed directory. A team approves a policy only if it
+// Package review produces the files that sit next to each published bundle
+// in the reviewed, git-committed directory. A team approves a policy only if it
 // can read it: evidence.json says why each rule of a callee exists (where its
 // route came from, when and how often it was seen), and changes.json says what
-// the latest revision changed and why each removal happened. The functions are
-// pure and deterministic, so a revision that changes nothing leaves no diff.
+// the latest revision changed and why each removal happened. The functions do
+// no I/O and read no clock: the same rules give the same bytes, in a sorted
+// order, so the committed diff shows only what changed.
 package review
 
 import (
