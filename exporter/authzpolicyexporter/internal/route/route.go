@@ -102,6 +102,14 @@ func ParseTemplate(tpl string) (Route, error) {
 	return t.route, err
 }
 
+// ParseTemplateTyped is ParseTemplate that also reports, per segment,
+// whether it is a parameter declared with a type ({id:int}): a reader that
+// gives untyped parameters another meaning needs to tell them apart.
+func ParseTemplateTyped(tpl string) (Route, []bool, error) {
+	t, err := parseTemplate(tpl)
+	return t.route, t.typed, err
+}
+
 // template is a parsed route template and, per segment, whether it is a
 // parameter with a declared type ({id:int}).
 type template struct {

@@ -107,13 +107,15 @@ func TestParseTemplateTyped(t *testing.T) {
 		{"/{tenant:int}/users/{id}/keys/{k:uuid}", []bool{true, false, false, false, true}},
 	}
 	for _, tt := range tests {
-		got, err := parseTemplate(tt.tpl)
+		got, typed, err := ParseTemplateTyped(tt.tpl)
 		require.NoError(t, err, tt.tpl)
-		assert.Equal(t, tt.typed, got.typed, tt.tpl)
+		assert.Equal(t, tt.typed, typed, tt.tpl)
 		want, err := ParseTemplate(tt.tpl)
 		require.NoError(t, err)
-		assert.Equal(t, want, got.route, tt.tpl)
+		assert.Equal(t, want, got, tt.tpl)
 	}
+	_, _, err := ParseTemplateTyped("/users/{id:name}")
+	assert.ErrorContains(t, err, `unknown type "name"`)
 }
 
 func TestParseTemplateRejects(t *testing.T) {

@@ -25,16 +25,25 @@ const (
 // Validate returns nil if id is a SPIFFE ID in canonical form and an error
 // describing the first problem otherwise.
 func Validate(id string) error {
+	if reason := problem(id); reason != "" {
+		return invalid("SPIFFE ID", id, reason)
+	}
+	return nil
+}
+
+// problem returns the first reason id is not a canonical SPIFFE ID, or ""
+// when it is one. Offsets in the reason are offsets in id.
+func problem(id string) string {
 	if len(id) > maxLen {
-		return invalid(id, fmt.Sprintf("length %d exceeds %d bytes", len(id), maxLen))
+		return fmt.Sprintf("length %d exceeds %d bytes", len(id), maxLen)
 	}
 	rest, ok := strings.CutPrefix(id, scheme)
 	if !ok {
-		return invalid(id, `scheme must be "spiffe://"`)
+		return `scheme must be "spiffe://"`
 	}
 	td, _, hasPath := strings.Cut(rest, "/")
 	if td == "" {
-		return invalid(id, "empty trust domain")
+		return "empty trust domain"
 	}
 	for i := len(scheme); i < len(scheme)+len(td); i++ {
 		if !isTrustDomainChar(id[i]) {
@@ -44,10 +53,10 @@ func Validate(id string) error {
 	// A trust domain is a DNS-like name: "." and ".." would also be path
 	// elements wherever IDs become file names (the unpacked bundle).
 	if td[0] == '.' || td[len(td)-1] == '.' {
-		return invalid(id, "trust domain starts or ends with '.'")
+		return "trust domain starts or ends with '.'"
 	}
 	if !hasPath {
-		return nil
+		return ""
 	}
 
 	segStart := len(scheme) + len(td) + 1
@@ -61,15 +70,15 @@ func Validate(id string) error {
 		switch id[segStart:i] {
 		case "":
 			if i == len(id) {
-				return invalid(id, "trailing slash")
+				return "trailing slash"
 			}
-			return invalid(id, fmt.Sprintf("empty path segment at offset %d", i))
+			return fmt.Sprintf("empty path segment at offset %d", i)
 		case ".", "..":
-			return invalid(id, fmt.Sprintf("dot segment at offset %d", segStart))
+			return fmt.Sprintf("dot segment at offset %d", segStart)
 		}
 		segStart = i + 1
 	}
-	return nil
+	return ""
 }
 
 // TrustDomain returns the trust domain of id, which must have passed Validate.
@@ -93,12 +102,12 @@ func isPathChar(c byte) bool {
 		c == '.' || c == '-' || c == '_'
 }
 
-func invalidChar(id string, off int, where string) error {
-	return invalid(id, fmt.Sprintf("invalid character %q in %s at offset %d", id[off:off+1], where, off))
+func invalidChar(id string, off int, where string) string {
+	return fmt.Sprintf("invalid character %q in %s at offset %d", id[off:off+1], where, off)
 }
 
-func invalid(id, reason string) error {
-	return fmt.Errorf("spiffeid: invalid SPIFFE ID %s: %s", quote(id), reason)
+func invalid(what, s, reason string) error {
+	return fmt.Errorf("spiffeid: invalid %s %s: %s", what, quote(s), reason)
 }
 
 func quote(s string) string {

@@ -1,0 +1,128 @@
+package overrides
+
+import (
+	"slices"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+// Match reports whether r applies to a request: segs are the raw path
+// segments after the leading "/", as route.Route.Match takes them.
+func (r Rule) Match(callee, caller, method string, segs []string) bool {
+	return r.some(callee, caller, method, func(own Route) bool { return own.Match(segs) })
+}
+
+// Covers reports whether r matches every request that the learned route
+// rt admits for callee, caller and method, so that a deny may drop the
+// learned rule altogether. It is conservative: a route that only several
+// of r's routes cover together is not covered.
+func (r Rule) Covers(callee, caller, method string, rt route.Route) bool {
+	return r.some(callee, caller, method, func(own Route) bool { return own.covers(rt) })
+}
+
+// Overlaps reports whether r matches some request that the learned route
+// rt admits for callee, caller and method, so that a deny must be checked
+// when deciding. Segment by segment it is exact; callers may rely only on
+// it never missing an overlap.
+func (r Rule) Overlaps(callee, caller, method string, rt route.Route) bool {
+	return r.some(callee, caller, method, func(own Route) bool { return own.overlaps(rt) })
+}
+
+// some reports whether r applies to callee, caller and method and f holds
+// for one of its routes.
+func (r Rule) some(callee, caller, method string, f func(Route) bool) bool {
+	return r.key(callee, caller, method) && slices.ContainsFunc(r.Routes, f)
+}
+
+func (r Rule) key(callee, caller, method string) bool {
+	if !r.Callee.Match(callee) || !r.Caller.Match(caller) {
+		return false
+	}
+	// Any method is any spelling too: a deny of every method must not
+	// miss one that is not a valid token.
+	if r.Methods == nil {
+		return true
+	}
+	_, ok := slices.BinarySearch(r.Methods, method)
+	return ok
+}
+
+// Match reports whether r admits the raw path segments segs.
+func (r Route) Match(segs []string) bool {
+	if !r.length(len(segs)) {
+		return false
+	}
+	for i, s := range r.Segments {
+		if !s.match(segs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// length reports whether r admits paths of n segments.
+func (r Route) length(n int) bool {
+	return n == len(r.Segments) || r.Rest && n > len(r.Segments)
+}
+
+func (s Segment) match(v string) bool {
+	switch {
+	case s.Any:
+		return v != ""
+	case s.Wild != 0:
+		return s.Wild.Matches(v)
+	}
+	return s.Lit == v
+}
+
+func (r Route) covers(rt route.Route) bool   { return r.pairs(rt, Segment.covers) }
+func (r Route) overlaps(rt route.Route) bool { return r.pairs(rt, Segment.overlaps) }
+
+// pairs reports whether r admits paths of rt's length and f holds for each
+// of r's segments with rt's segment in its place; rt's segments past them
+// are in r's Rest, which admits anything.
+func (r Route) pairs(rt route.Route, f func(Segment, route.Segment) bool) bool {
+	if !r.length(len(rt)) {
+		return false
+	}
+	for i, s := range r.Segments {
+		if !f(s, rt[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// covers reports whether s admits every value l admits.
+func (s Segment) covers(l route.Segment) bool {
+	switch {
+	case l.Wild == 0:
+		return s.match(l.Lit)
+	case s.Any:
+		return true // a wildcard never admits the empty segment
+	}
+	return s.Wild != 0 && route.Join(l.Wild, s.Wild) == s.Wild
+}
+
+// overlaps reports whether s admits some value l admits.
+func (s Segment) overlaps(l route.Segment) bool {
+	switch {
+	case l.Wild == 0:
+		return s.match(l.Lit)
+	case s.Any:
+		return true // every wildcard admits some non-empty segment
+	case s.Wild == 0:
+		return l.Wild.Matches(s.Lit)
+	}
+	return typesMeet(l.Wild, s.Wild)
+}
+
+// typesMeet reports whether some segment is admitted by both a and b. The
+// types nest (see route.Join) but for UUID, which shares values with ID
+// and Token only: a UUID has a '-', which Int and Hex never admit.
+func typesMeet(a, b route.Type) bool {
+	if a == route.UUID {
+		a, b = b, a
+	}
+	return b != route.UUID || a != route.Int && a != route.Hex
+}

@@ -1,0 +1,151 @@
+package overrides
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+const (
+	bank  = "spiffe://example.org/ns/bank/sa/balances"
+	front = "spiffe://example.org/ns/bank/sa/frontend"
+	other = "spiffe://other.org/ns/x/sa/y"
+)
+
+func testRule(t *testing.T, callee, caller string, methods []string, routes ...string) Rule {
+	t.Helper()
+	r := Rule{Callee: mustPattern(t, callee), Caller: mustPattern(t, caller), Methods: methods}
+	for _, text := range routes {
+		rt, err := parseRoute(text)
+		require.NoError(t, err)
+		r.Routes = append(r.Routes, rt)
+	}
+	return r
+}
+
+func TestRuleKey(t *testing.T) {
+	r := testRule(t, "spiffe://example.org/ns/bank/**", front, []string{"DELETE", "GET"}, "/**")
+	lr := route.Route{{Lit: "x"}}
+	for _, tt := range []struct {
+		callee, caller, method string
+		want                   bool
+	}{
+		{bank, front, "GET", true},
+		{bank, front, "DELETE", true},
+		{"spiffe://example.org/ns/bank", front, "GET", true},
+		{bank, front, "POST", false},
+		{bank, front, "get", false},
+		{bank, other, "GET", false},
+		{other, front, "GET", false},
+		{"spiffe://example.org/ns/bank/", front, "GET", false},
+	} {
+		name := fmt.Sprintf("%s %s %s", tt.callee, tt.caller, tt.method)
+		assert.Equal(t, tt.want, r.Match(tt.callee, tt.caller, tt.method, []string{"x"}), name)
+		assert.Equal(t, tt.want, r.Covers(tt.callee, tt.caller, tt.method, lr), name)
+		assert.Equal(t, tt.want, r.Overlaps(tt.callee, tt.caller, tt.method, lr), name)
+	}
+
+	anyMethod := testRule(t, "*", "*", nil, "/x")
+	for _, m := range []string{"GET", "PROPFIND", "get", ""} {
+		assert.True(t, anyMethod.Match(bank, front, m, []string{"x"}), m)
+	}
+	assert.False(t, anyMethod.Match("not an id", front, "GET", []string{"x"}))
+}
+
+func TestRuleMatchRoutes(t *testing.T) {
+	r := testRule(t, "*", "*", nil, "/healthz", "/balances/{id:int}/statement", "/admin/**")
+	for _, tt := range []struct {
+		segs []string
+		want bool
+	}{
+		{[]string{"healthz"}, true},
+		{[]string{"healthz", ""}, false},
+		{[]string{"balances", "42", "statement"}, true},
+		{[]string{"balances", "x", "statement"}, false},
+		{[]string{"balances", "42"}, false},
+		{[]string{"admin"}, true},
+		{[]string{"admin", "users", "7"}, true},
+		{[]string{""}, false},
+	} {
+		assert.Equal(t, tt.want, r.Match(bank, front, "GET", tt.segs), "%q", tt.segs)
+	}
+}
+
+func TestCoversOverlaps(t *testing.T) {
+	tests := []struct {
+		rule, learned    string
+		covers, overlaps bool
+	}{
+		{"/**", "/a/{int}", true, true},
+		{"/**", "/", true, true},
+		{"/", "/", true, true},
+		{"/admin/**", "/admin", true, true},
+		{"/admin/**", "/admin/{token}/x", true, true},
+		{"/admin/**", "/admins", false, false},
+		{"/admin/**", "/", false, false},
+		{"/a/b", "/a/b/c", false, false},
+		{"/a/b/**", "/a", false, false},
+		{"/users/{id}", "/users/{token}", true, true},
+		{"/users/{id}", "/users/{uuid}", true, true},
+		{"/users/{id}", "/users/x", true, true},
+		{"/users/{id}", "/users/{int}/x", false, false},
+		{"/users/{id:hex}", "/users/{int}", true, true},
+		{"/users/{id:int}", "/users/{hex}", false, true},
+		{"/users/{id:int}", "/users/{uuid}", false, false},
+		{"/users/{id:hex}", "/users/{uuid}", false, false},
+		{"/users/{id:id}", "/users/{uuid}", false, true},
+		{"/users/{id:uuid}", "/users/{id}", false, true},
+		{"/users/{id:token}", "/users/{uuid}", true, true},
+		{"/users/{id:token}", "/users/{id}", true, true},
+		{"/users/0", "/users/{int}", false, true},
+		{"/users/x", "/users/{int}", false, false},
+		{"/users/{id:int}", "/users/42", true, true},
+		{"/users/{id:int}", "/users/x", false, false},
+		{"/balances/0", "/balances/{int}", false, true},
+		{"/balances/0", "/balances/0", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rule+" "+tt.learned, func(t *testing.T) {
+			r := testRule(t, "*", "*", nil, tt.rule)
+			lr, err := route.ParseKey(tt.learned)
+			require.NoError(t, err)
+			assert.Equal(t, tt.covers, r.Covers(bank, front, "GET", lr), "covers")
+			assert.Equal(t, tt.overlaps, r.Overlaps(bank, front, "GET", lr), "overlaps")
+		})
+	}
+}
+
+// TestCoversIsPerRoute pins the documented under-approximation: two
+// routes that together admit all of a learned route do not cover it.
+func TestCoversIsPerRoute(t *testing.T) {
+	r := testRule(t, "*", "*", nil, "/u/{id:int}", "/u/{id:uuid}", "/u/{id:id}")
+	lr, err := route.ParseKey("/u/{token}")
+	require.NoError(t, err)
+	assert.False(t, r.Covers(bank, front, "GET", lr))
+	assert.True(t, r.Overlaps(bank, front, "GET", lr))
+}
+
+// TestTypesMeet checks every pair of wildcard types against values that
+// are in both: a pair said to meet has one.
+func TestTypesMeet(t *testing.T) {
+	witnesses := []string{"7", "00000000-0000-0000-0000-000000000000", "a1"}
+	for a := route.Int; a <= route.Token; a++ {
+		for b := route.Int; b <= route.Token; b++ {
+			found := false
+			for _, w := range witnesses {
+				found = found || a.Matches(w) && b.Matches(w)
+			}
+			assert.Equal(t, found, typesMeet(a, b), "%s %s", a, b)
+		}
+	}
+}
+
+func TestRuleMatchDoesNotAllocate(t *testing.T) {
+	r := testRule(t, "spiffe://example.org/ns/bank/sa/*", "*", []string{"DELETE", "GET"}, "/healthz", "/balances/{id:int}/**")
+	segs := []string{"balances", "42", "statement"}
+	assert.Zero(t, testing.AllocsPerRun(100, func() { r.Match(bank, front, "GET", segs) }))
+}
