@@ -11,7 +11,10 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/status"
@@ -67,11 +70,27 @@ type Config struct {
 	// observations but not buckets. 0 or 1 turns this off.
 	MinTimeBuckets int           `mapstructure:"min_time_buckets"`
 	TimeBucket     time.Duration `mapstructure:"time_bucket"`
-	// LearningPeriod, counted from the exporter's first start (kept in
-	// storage when configured), publishes audit-mode bundles: everything is
-	// allowed and what the learned policy would deny is marked. 0 enforces
-	// from the first publication.
+	// LearningPeriod is each callee's time in audit mode, counted from the
+	// first time it was observed (kept in storage): its requests are all
+	// allowed and those the learned policy would deny are marked. 0
+	// enforces every callee from the first publication.
 	LearningPeriod time.Duration `mapstructure:"learning_period"`
+	// RelearnPeriod puts an enforced callee back in audit mode for this
+	// long when its workload announces a new version (attributes::version),
+	// so that the routes a release adds are learned. 0 turns it off.
+	RelearnPeriod time.Duration `mapstructure:"relearn_period"`
+	// UnseenCallees is what the policy does for a callee the bundle has no
+	// grants or mode for (deployed since the last flush): audit or deny.
+	// Empty: audit with a learning period, deny without. Only a callee
+	// Envoy itself names (destination.principal), within trust_domains
+	// when set, is treated as unseen; anything else is denied.
+	UnseenCallees string `mapstructure:"unseen_callees"`
+	// Modes are operator rules over callees, first match wins, above the
+	// learning period and relearning.
+	Modes []ModeConfig `mapstructure:"modes"`
+	// OverridesFile is an operator rules file (allow and deny, see
+	// internal/overrides), read at start and again whenever it changes.
+	OverridesFile string `mapstructure:"overrides_file"`
 
 	// TrustDomains, when not empty, are the only SPIFFE trust domains
 	// learned: a span naming a caller or callee elsewhere is skipped.
@@ -89,6 +108,15 @@ type Config struct {
 
 	// prevent unkeyed literal initialization
 	_ struct{}
+}
+
+// ModeConfig is an operator's mode for some callees.
+type ModeConfig struct {
+	// Callees are SPIFFE IDs or patterns: "*" is one path segment, a
+	// trailing "/**" any rest, "*" alone every callee.
+	Callees []string `mapstructure:"callees"`
+	// Mode is audit or enforce.
+	Mode string `mapstructure:"mode"`
 }
 
 // OutputConfig says where the bundle goes.
@@ -159,6 +187,9 @@ type AttributesConfig struct {
 	// Connect call they show is learned only with its RPC status.
 	RPCSystem   []string `mapstructure:"rpc_system"`
 	ContentType []string `mapstructure:"content_type"`
+	// Version names resource attributes whose value is the callee's
+	// workload version; a new value starts relearning (relearn_period).
+	Version []string `mapstructure:"version"`
 }
 
 var _ confmap.Validator = (*Config)(nil)
@@ -213,6 +244,22 @@ func (cfg *Config) Validate() error {
 		// in which everything is allowed.
 		errs = append(errs, errors.New("learning_period needs storage, so that a restart does not start it again"))
 	}
+	if cfg.RelearnPeriod < 0 {
+		errs = append(errs, errors.New("relearn_period must not be negative"))
+	}
+	switch cfg.UnseenCallees {
+	case "", render.UnseenAudit, render.UnseenDeny:
+	default:
+		errs = append(errs, fmt.Errorf("unseen_callees: %q must be audit or deny", cfg.UnseenCallees))
+	}
+	if _, err := cfg.modeRules(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.OverridesFile != "" {
+		if _, err := overrides.Load(cfg.OverridesFile); err != nil {
+			errs = append(errs, fmt.Errorf("overrides_file: %w", err))
+		}
+	}
 	if cfg.MaxShrink < 0 || cfg.MaxShrink > 1 {
 		errs = append(errs, fmt.Errorf("max_shrink: %v must be between 0 and 1", cfg.MaxShrink))
 	}
@@ -250,6 +297,41 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New("attributes: path or url must name an attribute"))
 	}
 	return errors.Join(errs...)
+}
+
+// modeRules parses the modes.
+func (cfg *Config) modeRules() ([]lifecycle.Rule, error) {
+	rules := make([]lifecycle.Rule, 0, len(cfg.Modes))
+	for i, m := range cfg.Modes {
+		mode, err := lifecycle.ParseMode(m.Mode)
+		if err != nil {
+			return nil, fmt.Errorf("modes[%d]: %w", i, err)
+		}
+		if len(m.Callees) == 0 {
+			return nil, fmt.Errorf("modes[%d]: callees must name at least one callee", i)
+		}
+		r := lifecycle.Rule{Mode: mode}
+		for _, c := range m.Callees {
+			p, err := spiffeid.ParsePattern(c)
+			if err != nil {
+				return nil, fmt.Errorf("modes[%d]::callees: %w", i, err)
+			}
+			r.Callees = append(r.Callees, p)
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// unseenCallees is unseen_callees with its default.
+func (cfg *Config) unseenCallees() string {
+	switch {
+	case cfg.UnseenCallees != "":
+		return cfg.UnseenCallees
+	case cfg.LearningPeriod > 0:
+		return render.UnseenAudit
+	}
+	return render.UnseenDeny
 }
 
 // validate checks the output URL and returns the local directory of a

@@ -49,7 +49,15 @@ func TestLoadConfig(t *testing.T) {
 		ResponseHeaders: []string{},
 		RPCSystem:       []string{"rpc.system.name"},
 		ContentType:     []string{},
+		Version:         []string{"service.version"},
 	}
+	custom.RelearnPeriod = 2 * time.Hour
+	custom.UnseenCallees = "deny"
+	custom.Modes = []ModeConfig{
+		{Callees: []string{"spiffe://example.org/ns/payments/**"}, Mode: "audit"},
+		{Callees: []string{"spiffe://example.org/ns/bank/sa/ledger"}, Mode: "enforce"},
+	}
+	custom.OverridesFile = "testdata/overrides.yaml"
 
 	signed := createDefaultConfig().(*Config)
 	signed.Signing = SigningConfig{KeyFile: "/etc/otelcol-authz/bundle-signing.pem", Algorithm: "ES256", KeyID: "authz"}
@@ -84,6 +92,13 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_per_caller"), wantErr: "max_entries_per_caller must be positive"},
 		{id: component.NewIDWithName(metadata.Type, "bad_per_source"), wantErr: "max_entries_per_source must be positive"},
 		{id: component.NewIDWithName(metadata.Type, "bad_truncation_limit"), wantErr: "truncation_limits: -1 must be positive"},
+		{id: component.NewIDWithName(metadata.Type, "bad_mode"), wantErr: `modes[0]: mode "learn" must be audit or enforce`},
+		{id: component.NewIDWithName(metadata.Type, "bad_mode_pattern"), wantErr: "modes[0]::callees: spiffeid: invalid SPIFFE ID pattern"},
+		{id: component.NewIDWithName(metadata.Type, "no_mode_callees"), wantErr: "modes[0]: callees must name at least one callee"},
+		{id: component.NewIDWithName(metadata.Type, "bad_unseen"), wantErr: `unseen_callees: "allow" must be audit or deny`},
+		{id: component.NewIDWithName(metadata.Type, "bad_relearn"), wantErr: "relearn_period must not be negative"},
+		{id: component.NewIDWithName(metadata.Type, "bad_overrides"), wantErr: "overrides_file: testdata/overrides-bad.yaml:4: deny[0].methods"},
+		{id: component.NewIDWithName(metadata.Type, "missing_overrides"), wantErr: "overrides_file: open testdata/no-such-overrides.yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {

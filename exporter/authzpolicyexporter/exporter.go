@@ -19,7 +19,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 )
@@ -44,13 +46,19 @@ type authzExporter struct {
 	// skipped counts skips by reason since the last flush, for its log line.
 	skipped [numReasons]atomic.Int64
 
+	// life decides each callee's mode; modeRules are the operator's
+	// modes, also rendered for callees the bundle does not know yet.
+	life      *lifecycle.Lifecycle
+	modeRules []lifecycle.Rule
+	// rules is the overrides file, nil without one.
+	rules *overrides.File
+
 	flushMu      sync.Mutex
 	lastRevision string
 	guard        *shrinkGuard
 	guardReady   bool // the bundle in place was read (or there is none)
-	// firstStart is when this exporter first started, kept in storage: a
-	// restart does not extend the learning period.
-	firstStart time.Time
+	// published is what the bundle in place holds, for the change log.
+	published publication
 	// outage is set while publishing fails, so that an outage is logged
 	// when it starts and when it ends, not at every flush.
 	outage bool
@@ -71,6 +79,16 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 	if signing != nil {
 		set.Logger.Info("Bundles will be signed", zap.String("algorithm", signing.Algorithm), zap.String("key_id", signing.KeyID))
 	}
+	modeRules, err := cfg.modeRules()
+	if err != nil {
+		return nil, err
+	}
+	var rules *overrides.File
+	if cfg.OverridesFile != "" {
+		if rules, err = overrides.Open(cfg.OverridesFile); err != nil {
+			return nil, err
+		}
+	}
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
@@ -83,13 +101,20 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		extract:   x,
 		agg:       aggregate.New(aggregate.Limits{Entries: cfg.MaxEntries, PerCaller: cfg.MaxEntriesPerCaller, PerSource: cfg.MaxEntriesPerSource}),
 		guard:     newShrinkGuard(cfg.MaxShrink, cfg.Window),
+		life: lifecycle.New(lifecycle.Config{
+			LearningPeriod: cfg.LearningPeriod,
+			RelearnPeriod:  cfg.RelearnPeriod,
+			Rules:          modeRules,
+			Limit:          cfg.MaxEntries,
+		}),
+		modeRules: modeRules,
+		rules:     rules,
 		signing:   signing,
 		now:       time.Now,
 	}, nil
 }
 
 func (e *authzExporter) start(ctx context.Context, host component.Host) error {
-	e.firstStart = e.now()
 	if err := e.restoreState(ctx, host); err != nil {
 		return err
 	}
@@ -152,14 +177,22 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 		rs := rss.At(i)
 		res := rs.Resource().Attributes()
 		resOutcome := e.extract.outcome(res)
+		version, versioned := e.extract.version(res), ""
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				rec, why := e.extract.observe(res, resOutcome, spans.At(k), now)
 				counts[why]++
-				if why == learned {
-					obs = append(obs, rec)
+				if why != learned {
+					continue
+				}
+				obs = append(obs, rec)
+				// A learned span was let through: it may announce its
+				// callee's version, once per callee and batch.
+				if version != "" && rec.Destination != versioned {
+					versioned = rec.Destination
+					e.noteVersion(ctx, rec.Destination, version, now)
 				}
 			}
 		}
@@ -181,29 +214,53 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 	return nil
 }
 
-// flush forgets expired access, renders the aggregate and publishes it when
-// its revision changed. A bundle that fails to render or compile is never
-// published: the last good one stays in place.
+// flush forgets expired access, decides each callee's mode, renders the
+// aggregate and publishes it when its revision changed. A bundle that fails
+// to render or compile is never published: the last good one stays.
 func (e *authzExporter) flush(ctx context.Context) error {
 	e.flushMu.Lock()
 	defer e.flushMu.Unlock()
 
 	e.logSkips()
-	expired := e.agg.Expire(e.now().Add(-e.cfg.Window))
+	e.reloadOverrides(ctx)
+	now := e.now()
+	expired := e.agg.Expire(now.Add(-e.cfg.Window))
 	e.guard.expiredKeys(expired)
+	snapshot := e.agg.Snapshot()
+	e.noteCallees(snapshot)
 	e.saveState(ctx)
-	entries := e.agg.Len()
+	entries := len(snapshot)
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
 	if entries == 0 && !e.learnedAny.Load() {
 		e.logger.Debug("Nothing learned yet; keeping the published bundle")
 		return nil
 	}
+	if !e.guardReady {
+		// Without the bundle in place neither the guard nor the callee
+		// modes could tell a lost state from a first start: wait for the
+		// store.
+		if err := e.loadPublished(ctx); err != nil {
+			e.publishOutcome(ctx, "held_back")
+			e.logger.Warn("Holding back: the bundle in place could not be read yet", zap.Error(err))
+			return nil
+		}
+	}
 
-	audit := e.cfg.LearningPeriod > 0 && e.now().Before(e.firstStart.Add(e.cfg.LearningPeriod))
-	b, err := render.Render(ctx, e.evidenced(e.agg.Snapshot()), render.Options{
+	statuses := e.life.Modes(now)
+	modes := make(map[string]lifecycle.Mode, len(statuses))
+	for id, st := range statuses {
+		modes[id] = st.Mode
+	}
+	records := e.evidenced(snapshot)
+	ov := e.rules.Rules()
+	b, err := render.Render(ctx, records, render.Options{
 		CardinalityThreshold: e.cfg.Routes.CardinalityThreshold,
+		Callees:              modes,
+		UnseenCallees:        e.cfg.unseenCallees(),
+		ModeRules:            e.modeRules,
+		TrustDomains:         e.cfg.TrustDomains,
+		Overrides:            ov,
 		Signing:              e.signing,
-		Audit:                audit,
 	})
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
@@ -211,6 +268,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		return fmt.Errorf("render: %w", err)
 	}
 	e.telemetry.AuthzPolicyRules.Record(ctx, int64(len(b.Rules)))
+	e.recordModes(ctx, modes)
 	if b.Skipped > 0 {
 		e.logger.Warn("Aggregate entries could not be rendered and were left out", zap.Int("entries", b.Skipped))
 	}
@@ -218,27 +276,28 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.publishOutcome(ctx, "unchanged")
 		return nil
 	}
-	if !e.guardReady {
-		// Without the published rules the guard could not tell a lost
-		// aggregate from a normal flush: wait for the store.
-		if err := e.loadPublished(ctx); err != nil {
-			e.publishOutcome(ctx, "held_back")
-			e.logger.Warn("Holding back: the bundle in place could not be read yet", zap.Error(err))
-			return nil
-		}
+	// Rules of audited callees and rules an operator denied are removed on
+	// purpose: an audited callee allows everything anyway.
+	explained := func(r render.Rule) bool {
+		return modes[r.Destination] == lifecycle.Audit || ov.Denies(r.Destination, r.Source, r.Method, r.Route)
 	}
-	// An audit bundle allows everything, so it cannot shrink access.
-	if unexplained, hold := e.guard.check(b.Rules, e.now()); hold && !audit {
+	if unexplained, hold := e.guard.check(b.Rules, now, explained); hold {
 		e.publishOutcome(ctx, "held_back")
 		e.logger.Warn("Holding back a bundle that would remove many allow rules without their access expiring; the published bundle stays until the access is seen again or a window passes",
 			zap.Int("rules_removed", unexplained), zap.Int("rules_published", len(e.guard.published)), zap.Float64("max_shrink", e.cfg.MaxShrink))
 		return nil
 	}
+	next, summary, err := e.review(b, modes, ov, snapshot, records)
+	if err != nil {
+		e.publishOutcome(ctx, "failed")
+		e.logger.Error("Writing the review files failed; the last published bundle stays", zap.Error(err))
+		return fmt.Errorf("review: %w", err)
+	}
 	changed, err := e.publish(ctx, b)
-	var review *publish.ReviewError
-	if errors.As(err, &review) {
+	var reviewErr *publish.ReviewError
+	if errors.As(err, &reviewErr) {
 		// The enforced bundle is in place; only the review copy failed.
-		e.logger.Warn("Writing the unpacked review copy failed; it is written again with the next revision", zap.Error(review))
+		e.logger.Warn("Writing the unpacked review copy failed; it is written again with the next revision", zap.Error(reviewErr))
 		err = nil
 	}
 	if err != nil {
@@ -256,16 +315,26 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	}
 	e.lastRevision = b.Revision
 	e.guard.setPublished(b.Rules)
+	before := e.published.modes
+	e.published = publication{revision: b.Revision, rules: next, modes: modeNames(modes)}
+	e.life.Enforced(enforced(modes), now)
+	e.logModeChanges(statuses, before)
 	if !changed {
 		e.publishOutcome(ctx, "unchanged")
 		return nil
 	}
 	e.publishOutcome(ctx, "published")
-	e.logger.Info("Published policy bundle",
+	e.recordChanges(ctx, summary)
+	fields := []zap.Field{
 		zap.String("revision", b.Revision),
 		zap.Int("rules", len(b.Rules)),
 		zap.Int("entries", entries),
-		zap.Int("expired", len(expired)))
+		zap.Int("expired", len(expired)),
+		zap.Int("denied_by_operator", len(b.Denied)),
+		zap.Any("rules_added", summary.Added),
+		zap.Any("rules_removed", summary.Removed),
+	}
+	e.logger.Info("Published policy bundle", fields...)
 	return nil
 }
 
@@ -283,10 +352,13 @@ func (e *authzExporter) evidenced(recs []aggregate.Record) []aggregate.Record {
 	return kept
 }
 
-// loadPublished reads the rules of the bundle already in place, the shrink
-// guard's reference after a restart. A bundle that is there but cannot be
-// read (written by another policy version) gives no reference; a store that
-// cannot be reached is an error, tried again at the next flush.
+// loadPublished reads the bundle already in place: its rules are the
+// shrink guard's reference after a restart, and the callees it enforces
+// stay enforced whatever state was lost. A store that cannot be reached is
+// an error, tried again at the next flush. A bundle that is there but
+// cannot be read gives no reference, and then every callee known before
+// the next publication is taken as enforced: audit mode must never be what
+// an unreadable bundle falls back to.
 func (e *authzExporter) loadPublished(ctx context.Context) error {
 	raw, err := e.publisher.Fetch(ctx)
 	if err != nil {
@@ -296,12 +368,19 @@ func (e *authzExporter) loadPublished(ctx context.Context) error {
 	if raw == nil {
 		return nil
 	}
-	rules, err := render.ReadRules(raw)
+	p, err := render.Read(raw)
 	if err != nil {
-		e.logger.Warn("The bundle in place cannot be read; the shrink guard has no reference", zap.Error(err))
+		e.logger.Error("The bundle in place cannot be read; the shrink guard has no reference and every callee known now is enforced", zap.Error(err))
+		var known []string
+		for id := range e.life.Modes(e.now()) {
+			known = append(known, id)
+		}
+		e.life.Enforced(known, e.now())
 		return nil
 	}
-	e.guard.setPublished(rules)
+	e.guard.setPublished(p.Rules)
+	e.life.Enforced(enforced(p.Modes), e.now())
+	e.published = publication{revision: p.Revision, rules: reviewRules(p.Rules), modes: modeNames(p.Modes)}
 	return nil
 }
 
@@ -329,6 +408,24 @@ func (e *authzExporter) publish(ctx context.Context, b *render.Bundle) (bool, er
 
 func (e *authzExporter) publishOutcome(ctx context.Context, outcome string) {
 	e.telemetry.AuthzPolicyPublishes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+}
+
+// reloadOverrides reads the overrides file again when it changed; a bad new
+// version keeps the rules in use and is logged once.
+func (e *authzExporter) reloadOverrides(ctx context.Context) {
+	if e.rules == nil {
+		return
+	}
+	changed, err := e.rules.Reload()
+	switch {
+	case err != nil:
+		e.telemetry.AuthzPolicyOverridesReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "failed")))
+		e.logger.Error("The overrides file cannot be used; the rules read before stay in force", zap.Error(err))
+	case changed:
+		e.telemetry.AuthzPolicyOverridesReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "loaded")))
+		set := e.rules.Rules()
+		e.logger.Info("Read the changed overrides file", zap.String("file", e.cfg.OverridesFile), zap.Int("allow", len(set.Allow)), zap.Int("deny", len(set.Deny)))
+	}
 }
 
 // logSkips logs one line per flush with the spans skipped since the last,

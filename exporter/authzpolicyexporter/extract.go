@@ -180,13 +180,7 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 	if v, ok := lookup(x.attrs.Route, attrs, res); ok && v.Type() == pcommon.ValueTypeStr {
 		instrumented = v.Str()
 	}
-	var rt route.Route
-	var err error
-	if rpc.call {
-		rt, err = x.learner.LearnRPC(path)
-	} else {
-		rt, err = x.learner.Learn(path, instrumented)
-	}
+	rt, origin, err := x.learner.LearnFrom(path, instrumented, rpc.call)
 	switch {
 	case errors.Is(err, route.ErrTraversal):
 		return aggregate.Record{}, reasonPathTraversal
@@ -197,9 +191,20 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 	case err != nil:
 		return aggregate.Record{}, reasonInvalidPath
 	}
+	var values uint64
+	if rt.HasWildcard() {
+		if i := strings.IndexAny(path, "?#"); i >= 0 {
+			path = path[:i]
+		}
+		values = aggregate.ValueBit(path)
+	}
 	return aggregate.Record{
-		Key:   aggregate.Key{Destination: dst, Source: src, Method: method, Route: rt.String()},
-		Stats: aggregate.Stats{Count: 1, FirstSeen: seen, LastSeen: seen, Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64)},
+		Key: aggregate.Key{Destination: dst, Source: src, Method: method, Route: rt.String()},
+		Stats: aggregate.Stats{
+			Count: 1, FirstSeen: seen, LastSeen: seen,
+			Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64),
+			Values:  values, Origin: uint8(origin),
+		},
 	}, learned
 }
 
@@ -518,4 +523,20 @@ func trimKey(s, key string) string {
 		return s[len(key):]
 	}
 	return s
+}
+
+// maxVersionLen bounds a workload version kept per callee.
+const maxVersionLen = 256
+
+// version returns the workload version a resource announces, or "".
+func (x *extractor) version(res pcommon.Map) string {
+	for _, name := range x.attrs.Version {
+		if v, ok := res.Get(name); ok && v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
+			if len(v.Str()) > maxVersionLen {
+				return ""
+			}
+			return v.Str()
+		}
+	}
+	return ""
 }

@@ -68,6 +68,7 @@ func createDefaultConfig() component.Config {
 			ResponseHeaders: []string{"http.resp_headers"},
 			RPCSystem:       []string{"rpc.system", "rpc.system.name"},
 			ContentType:     []string{"http.request.header.content-type", "http.response.header.content-type"},
+			Version:         []string{"service.version", "k8s.replicaset.name"},
 		},
 	}
 }

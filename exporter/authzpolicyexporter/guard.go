@@ -49,8 +49,9 @@ func (g *shrinkGuard) expiredKeys(keys []aggregate.Key) {
 }
 
 // check returns how many rules the next bundle would remove without an
-// explanation, and whether it must be held back now.
-func (g *shrinkGuard) check(next []render.Rule, now time.Time) (unexplained int, hold bool) {
+// explanation, and whether it must be held back now. explained tells of
+// removals made on purpose (an audited callee, an operator's deny rule).
+func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(render.Rule) bool) (unexplained int, hold bool) {
 	if len(g.published) == 0 || g.maxShrink >= 1 {
 		return 0, false
 	}
@@ -63,7 +64,7 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time) (unexplained int,
 	}
 	for k, r := range g.published {
 		gr := group{r.Destination, r.Source, r.Method}
-		if present[k] || g.expired[gr] || covered(byGroup[gr], r.Route) {
+		if present[k] || g.expired[gr] || covered(byGroup[gr], r.Route) || explained(r) {
 			continue
 		}
 		unexplained++

@@ -114,10 +114,12 @@ func TestShrinkGuardAcceptsGeneralization(t *testing.T) {
 func TestShrinkGuardOff(t *testing.T) {
 	g := newShrinkGuard(1, time.Hour)
 	g.setPublished([]render.Rule{{Destination: balances, Source: frontend, Method: "GET", Route: route.Route{{Lit: "a"}}}})
-	_, hold := g.check(nil, time.Now())
+	_, hold := g.check(nil, time.Now(), none)
 	assert.False(t, hold, "max_shrink 1 never holds back")
 	g.maxShrink = 0
-	n, hold := g.check(nil, time.Now())
+	n, hold := g.check(nil, time.Now(), none)
 	assert.True(t, hold)
 	assert.Equal(t, 1, n)
 }
+
+func none(render.Rule) bool { return false }

@@ -12,10 +12,12 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 )
 
-// Keys in the storage extension: the aggregate, and when the exporter first
-// started (the start of the learning period).
+// Keys in the storage extension: the aggregate, and each callee's learning
+// start, mode history and version. firstStart is the single learning start
+// of earlier versions, read once to carry it over.
 const (
 	stateKey      = "aggregate"
+	calleesKey    = "callees"
 	firstStartKey = "first_start"
 )
 
@@ -39,9 +41,15 @@ func (e *authzExporter) restoreState(ctx context.Context, host component.Host) e
 		return fmt.Errorf("storage: %w", err)
 	}
 	e.state = client
-	if err := e.restoreFirstStart(ctx); err != nil {
+	if err := e.restoreAggregate(ctx); err != nil {
 		return err
 	}
+	return e.restoreCallees(ctx)
+}
+
+// restoreAggregate restores the aggregate saved by an earlier run.
+func (e *authzExporter) restoreAggregate(ctx context.Context) error {
+	client := e.state
 	data, err := client.Get(ctx, stateKey)
 	if err != nil {
 		return fmt.Errorf("storage: reading the aggregate: %w", err)
@@ -73,6 +81,61 @@ func (e *authzExporter) restoreState(ctx context.Context, host component.Host) e
 	return nil
 }
 
+// restoreCallees restores each callee's learning start and mode history.
+// What cannot be read ends the learning periods of the callees restored
+// with the aggregate: a restart never reopens audit mode.
+func (e *authzExporter) restoreCallees(ctx context.Context) error {
+	data, err := e.state.Get(ctx, calleesKey)
+	if err != nil {
+		return fmt.Errorf("storage: reading the callees: %w", err)
+	}
+	if data != nil {
+		n, err := e.life.RestoreState(data)
+		if err == nil {
+			e.logger.Info("Restored the callees", zap.Int("callees", n))
+			return nil
+		}
+		aside := calleesKey + ".unreadable"
+		if serr := e.state.Set(ctx, aside, data); serr != nil {
+			return fmt.Errorf("storage: the saved callees are unreadable (%w) and could not be kept aside: %w", err, serr)
+		}
+		e.logger.Error("The saved callees could not be read; they are kept aside and the learning periods of the restored callees are over",
+			zap.String("key", aside), zap.Error(err))
+		e.life.Enforced(e.restoredCallees(), e.now())
+		return nil
+	}
+	// A state saved before callees had their own periods: they all
+	// started at the first start.
+	raw, err := e.state.Get(ctx, firstStartKey)
+	if err != nil {
+		return fmt.Errorf("storage: reading the first start: %w", err)
+	}
+	if raw == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(raw))
+	if err != nil {
+		e.logger.Error("The saved first start is unreadable; the learning periods of the restored callees are over", zap.Error(err))
+		e.life.Enforced(e.restoredCallees(), e.now())
+		return nil
+	}
+	for _, id := range e.restoredCallees() {
+		e.life.Seen(id, t)
+	}
+	return nil
+}
+
+// restoredCallees lists the callees of the aggregate.
+func (e *authzExporter) restoredCallees() []string {
+	var ids []string
+	for _, r := range e.agg.Snapshot() {
+		if len(ids) == 0 || ids[len(ids)-1] != r.Destination {
+			ids = append(ids, r.Destination)
+		}
+	}
+	return ids
+}
+
 // saveState writes the aggregate to the storage extension.
 func (e *authzExporter) saveState(ctx context.Context) {
 	if e.state == nil {
@@ -85,25 +148,11 @@ func (e *authzExporter) saveState(ctx context.Context) {
 	if err != nil {
 		e.logger.Warn("Saving the aggregate failed; a restart would lose what was learned since the last save", zap.Error(err))
 	}
-}
-
-// restoreFirstStart reads the first start time, or records this start as
-// the first.
-func (e *authzExporter) restoreFirstStart(ctx context.Context) error {
-	raw, err := e.state.Get(ctx, firstStartKey)
+	data, err = e.life.MarshalState()
+	if err == nil {
+		err = e.state.Set(ctx, calleesKey, data)
+	}
 	if err != nil {
-		return fmt.Errorf("storage: reading the first start: %w", err)
+		e.logger.Warn("Saving the callees failed; a restart would start the learning periods of new callees again", zap.Error(err))
 	}
-	if raw == nil {
-		return e.state.Set(ctx, firstStartKey, []byte(e.firstStart.UTC().Format(time.RFC3339Nano)))
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(raw))
-	if err != nil {
-		// Fail closed: an unreadable start must not reopen the learning
-		// period (audit mode allows everything).
-		e.logger.Error("The saved first start is unreadable; the learning period is treated as over", zap.Error(err))
-		t = time.Time{}
-	}
-	e.firstStart = t
-	return nil
 }

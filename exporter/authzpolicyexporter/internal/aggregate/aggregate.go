@@ -28,6 +28,13 @@ type Stats struct {
 	// number is i modulo 64: distinct buckets are evidence that re-sent
 	// spans cannot fake.
 	Buckets uint64
+	// Values has one bit set per observed concrete path (by a fixed hash),
+	// so that the distinct values behind a wildcard can be estimated
+	// without keeping them: they may be user IDs.
+	Values uint64
+	// Origin says what gave the route its shape (route.Origin); the
+	// strongest seen is kept.
+	Origin uint8
 }
 
 // Record is a key with its evidence.
@@ -89,6 +96,8 @@ func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 		if s, ok := a.entries[o.Key]; ok {
 			s.Count += max(o.Count, 1)
 			s.Buckets |= o.Buckets
+			s.Values |= o.Values
+			s.Origin = max(s.Origin, o.Origin)
 			if o.LastSeen.After(s.LastSeen) {
 				s.LastSeen = o.LastSeen
 			}

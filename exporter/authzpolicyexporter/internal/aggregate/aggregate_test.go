@@ -356,3 +356,18 @@ func TestStateRoundTrip(t *testing.T) {
 	_, err = New(Limits{Entries: 10}).RestoreState([]byte(`{`))
 	assert.Error(t, err)
 }
+
+func TestDistinctValues(t *testing.T) {
+	var v uint64
+	assert.Equal(t, 0, DistinctValues(v))
+	for i := range 5 {
+		v |= ValueBit(fmt.Sprintf("/users/%d", i))
+	}
+	assert.InDelta(t, 5, DistinctValues(v), 1)
+	for i := range 50 {
+		v |= ValueBit(fmt.Sprintf("/users/%d", i))
+	}
+	assert.InDelta(t, 50, DistinctValues(v), 15)
+	assert.Equal(t, 266, DistinctValues(^uint64(0)))
+	assert.Equal(t, ValueBit("/a"), ValueBit("/a"), "fixed hash")
+}

@@ -24,6 +24,8 @@ type stateRecord struct {
 	FirstSeen   int64  `json:"f"` // Unix nanoseconds
 	LastSeen    int64  `json:"l"`
 	Buckets     uint64 `json:"b,omitempty"`
+	Values      uint64 `json:"v,omitempty"`
+	Origin      uint8  `json:"o,omitempty"`
 }
 
 // MarshalState encodes every record, sorted, so that the aggregate can be
@@ -35,6 +37,7 @@ func (a *Aggregate) MarshalState() ([]byte, error) {
 		st.Entries[i] = stateRecord{
 			Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route,
 			Count: r.Count, FirstSeen: r.FirstSeen.UnixNano(), LastSeen: r.LastSeen.UnixNano(), Buckets: r.Buckets,
+			Values: r.Values, Origin: r.Origin,
 		}
 	}
 	return json.Marshal(st)
@@ -55,7 +58,7 @@ func (a *Aggregate) RestoreState(data []byte) (int, error) {
 	for i, e := range st.Entries {
 		recs[i] = Record{
 			Key:   Key{Destination: e.Destination, Source: e.Source, Method: e.Method, Route: e.Route},
-			Stats: Stats{Count: e.Count, FirstSeen: time.Unix(0, e.FirstSeen).UTC(), LastSeen: time.Unix(0, e.LastSeen).UTC(), Buckets: e.Buckets},
+			Stats: Stats{Count: e.Count, FirstSeen: time.Unix(0, e.FirstSeen).UTC(), LastSeen: time.Unix(0, e.LastSeen).UTC(), Buckets: e.Buckets, Values: e.Values, Origin: e.Origin},
 		}
 	}
 	a.Observe(recs)

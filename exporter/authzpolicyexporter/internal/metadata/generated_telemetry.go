@@ -27,7 +27,11 @@ type TelemetryBuilder struct {
 	mu                          sync.Mutex
 	registrations               []metric.Registration
 	AuthzPolicyAggregateEntries metric.Int64Gauge
+	AuthzPolicyCallees          metric.Int64Gauge
+	AuthzPolicyOverridesReloads metric.Int64Counter
 	AuthzPolicyPublishes        metric.Int64Counter
+	AuthzPolicyRelearns         metric.Int64Counter
+	AuthzPolicyRuleChanges      metric.Int64Counter
 	AuthzPolicyRules            metric.Int64Gauge
 	AuthzPolicySpansLearned     metric.Int64Counter
 	AuthzPolicySpansSkipped     metric.Int64Counter
@@ -68,10 +72,34 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{entry}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.AuthzPolicyCallees, err = builder.meter.Int64Gauge(
+		"otelcol_authz_policy_callees",
+		metric.WithDescription("Callees the last rendered bundle knows, by mode (attribute `mode`: audit or enforce). [Alpha]"),
+		metric.WithUnit("{callee}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyOverridesReloads, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_overrides_reloads",
+		metric.WithDescription("Readings of the overrides file after it changed, by outcome (attribute `outcome`: loaded or failed; a failed one keeps the last good rules). [Alpha]"),
+		metric.WithUnit("{reload}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.AuthzPolicyPublishes, err = builder.meter.Int64Counter(
 		"otelcol_authz_policy_publishes",
 		metric.WithDescription("Bundle publications, by outcome (attribute `outcome`: published, unchanged, failed or held_back). [Alpha]"),
 		metric.WithUnit("{bundle}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyRelearns, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_relearns",
+		metric.WithDescription("Enforced callees put back in audit mode because their workload announced a new version. [Alpha]"),
+		metric.WithUnit("{callee}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyRuleChanges, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_rule_changes",
+		metric.WithDescription("Allow rules each publication added and removed (attribute `change`: added or removed), by reason (attribute `reason`: the origin of an added rule; expired, operator_denied, operator_removed, generalized, evidence or other for a removed one). [Alpha]"),
+		metric.WithUnit("{rule}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.AuthzPolicyRules, err = builder.meter.Int64Gauge(

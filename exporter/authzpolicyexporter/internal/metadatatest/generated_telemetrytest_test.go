@@ -20,14 +20,30 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.AuthzPolicyAggregateEntries.Record(context.Background(), 1)
+	tb.AuthzPolicyCallees.Record(context.Background(), 1)
+	tb.AuthzPolicyOverridesReloads.Add(context.Background(), 1)
 	tb.AuthzPolicyPublishes.Add(context.Background(), 1)
+	tb.AuthzPolicyRelearns.Add(context.Background(), 1)
+	tb.AuthzPolicyRuleChanges.Add(context.Background(), 1)
 	tb.AuthzPolicyRules.Record(context.Background(), 1)
 	tb.AuthzPolicySpansLearned.Add(context.Background(), 1)
 	tb.AuthzPolicySpansSkipped.Add(context.Background(), 1)
 	AssertEqualAuthzPolicyAggregateEntries(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyCallees(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyOverridesReloads(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyPublishes(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyRelearns(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyRuleChanges(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyRules(t, testTel,

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,15 +56,9 @@ type Set struct {
 
 // Load reads and parses the file at path.
 func Load(path string) (*Set, error) {
-	f, err := os.Open(path)
+	data, err := read(path)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	// One byte more than the limit is enough for Parse to refuse it.
-	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return Parse(path, data)
 }

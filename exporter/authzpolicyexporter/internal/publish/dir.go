@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path"
@@ -98,7 +99,12 @@ func (r *review) Publish(ctx context.Context, b *render.Bundle) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := writeUnpacked(r.dir, b.Files); err != nil {
+	files := b.Files
+	if len(b.Review) > 0 {
+		files = maps.Clone(b.Files)
+		maps.Copy(files, b.Review)
+	}
+	if err := writeUnpacked(r.dir, files); err != nil {
 		return changed, &ReviewError{Err: err}
 	}
 	return changed, nil

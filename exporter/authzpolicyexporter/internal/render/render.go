@@ -20,6 +20,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
@@ -52,9 +54,23 @@ const (
 type Options struct {
 	// CardinalityThreshold is route.Generalize's threshold.
 	CardinalityThreshold int
-	// Audit renders a bundle that allows every request and marks, in its
-	// object decision, those the learned policy would deny.
-	Audit bool
+	// Callees are the modes of the callees the bundle knows, with grants
+	// or without: a callee whose grants all expired is denied (or
+	// audited), never taken for an unseen one.
+	Callees map[string]lifecycle.Mode
+	// UnseenCallees is what the policy does for a callee the bundle does
+	// not know: "audit", or "deny" (the default). Only a callee Envoy
+	// itself names, within TrustDomains when set, can be unseen.
+	UnseenCallees string
+	// ModeRules are the operator's modes, which the policy applies to
+	// unseen callees (Callees holds the known ones' already).
+	ModeRules    []lifecycle.Rule
+	TrustDomains []string
+	// Overrides are the operator's allow and deny rules. Learned routes a
+	// deny rule covers entirely are left out (see Bundle.Denied); every
+	// deny rule is also checked by the policy at each decision, so that a
+	// learned wildcard never reopens what it denies.
+	Overrides *overrides.Set
 	// Signing, when set, signs the bundle: the tarball and Files gain
 	// /.signatures.json. RS256 and HS256 signatures are deterministic, so
 	// the same aggregate and key still give the same bytes; ES256
@@ -79,10 +95,33 @@ type Bundle struct {
 	// A signed bundle's Files carry their own .signatures.json (see
 	// SigningOptions.FilesDir).
 	Files map[string][]byte
-	// Rules are the allow rules after generalization, in no particular
-	// order; Skipped counts records that could not be rendered.
-	Rules   []Rule
+	// Review are files written only beside the unpacked bundle (evidence,
+	// the change log), never into the bundle; the exporter fills them in.
+	Review map[string][]byte
+	// Rules are the learned allow rules after generalization, in no
+	// particular order, and Evidence, index for index, what each was
+	// learned from.
+	Rules    []Rule
+	Evidence []Evidence
+	// Denied are learned routes left out because a deny rule covers them.
+	Denied []Rule
+	// Skipped counts records that could not be rendered.
 	Skipped int
+}
+
+// Evidence is what a rule was learned from: its origin (a route.Origin's
+// name, or OriginBackstop) and the merged statistics of what it covers.
+type Evidence struct {
+	Origin string
+	aggregate.Stats
+}
+
+// OriginBackstop is the origin of a wildcard the cardinality backstop made.
+const OriginBackstop = "backstop"
+
+// CalleeDir is the directory of a callee's files in Files and Review.
+func CalleeDir(id string) string {
+	return grantsPath + "/" + strings.Join(spiffeid.Segments(id), "/") + "/" + CallersDir
 }
 
 // grant is what the policy reads for one (destination, source, method).
@@ -95,12 +134,19 @@ type wildcard struct {
 	Type string `json:"type"`
 }
 
+// input is one record's route for generalization.
+type input struct {
+	route route.Route
+	stats aggregate.Stats
+}
+
 // Render builds, compiles and serializes the bundle for records, which need
 // not be sorted. A record with an invalid identity or route is skipped and
 // counted rather than failing the whole bundle.
 func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bundle, error) {
 	type group struct{ dst, src, method string }
-	routes := map[group][]route.Route{}
+	deny := denyRules(opts.Overrides)
+	inputs := map[group][]input{}
 	out := &Bundle{}
 	for _, r := range records {
 		rt, err := route.ParseKey(r.Route)
@@ -108,16 +154,33 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 			out.Skipped++
 			continue
 		}
+		// Denied before the backstop, so that they never widen a wildcard.
+		if covered(deny, r.Destination, r.Source, r.Method, rt) {
+			out.Denied = append(out.Denied, Rule{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: rt})
+			continue
+		}
 		g := group{r.Destination, r.Source, r.Method}
-		routes[g] = append(routes[g], rt)
+		inputs[g] = append(inputs[g], input{rt, r.Stats})
 	}
 
 	// destination -> source -> method -> grant
 	byDst := map[string]map[string]map[string]*grant{}
-	for g, rs := range routes {
+	for g, in := range inputs {
+		routes := make([]route.Route, len(in))
+		for i := range in {
+			routes[i] = in[i].route
+		}
 		gr := &grant{}
-		for _, rt := range route.Generalize(rs, opts.CardinalityThreshold) {
-			out.Rules = append(out.Rules, Rule{Destination: g.dst, Source: g.src, Method: g.method, Route: rt})
+		generalized := route.Generalize(routes, opts.CardinalityThreshold)
+		evidence := merge(generalized, in)
+		for i, rt := range generalized {
+			rule := Rule{Destination: g.dst, Source: g.src, Method: g.method, Route: rt}
+			if covered(deny, g.dst, g.src, g.method, rt) {
+				out.Denied = append(out.Denied, rule)
+				continue
+			}
+			out.Rules = append(out.Rules, rule)
+			out.Evidence = append(out.Evidence, evidence[i])
 			if !rt.HasWildcard() {
 				if gr.Paths == nil {
 					gr.Paths = map[string]bool{}
@@ -130,6 +193,9 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 			}
 			n := strconv.Itoa(len(rt))
 			gr.Templates[n] = append(gr.Templates[n], templateJSON(rt))
+		}
+		if gr.Paths == nil && gr.Templates == nil {
+			continue
 		}
 		if byDst[g.dst] == nil {
 			byDst[g.dst] = map[string]map[string]*grant{}
@@ -165,19 +231,21 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 			return nil, err
 		}
 		name := path.Join(append(append([]string{grantsPath}, segs...), calleeFile)...)
-		if name != grantsPath+"/"+strings.Join(segs, "/")+"/"+calleeFile || strings.Contains(name[len(grantsPath):len(name)-len(calleeFile)], "@") {
+		if name != CalleeDir(d)+"/data.json" || strings.Contains(name[len(grantsPath):len(name)-len(calleeFile)], "@") {
 			// Validate keeps dot segments and '@' out of IDs; never write
 			// outside grants/ or into another destination's @callers/.
 			return nil, fmt.Errorf("destination %q does not map to a file below %s", d, grantsPath)
 		}
 		out.Files[name] = append(file, '\n')
 	}
-	mode := "enforce"
-	if opts.Audit {
-		mode = "audit"
+	authz := operatorData(opts)
+	root, err := json.MarshalIndent(authz, "", "  ")
+	if err != nil {
+		return nil, err
 	}
-	data := map[string]any{"envoy": map[string]any{"authz": map[string]any{"grants": grants, "mode": mode}}}
-	out.Files[Root+"/data.json"] = []byte(`{"mode": "` + mode + "\"}\n")
+	out.Files[Root+"/data.json"] = append(root, '\n')
+	authz["grants"] = grants
+	data := map[string]any{"envoy": map[string]any{"authz": authz}}
 
 	canonical, err := json.Marshal(data)
 	if err != nil {
@@ -223,6 +291,48 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	}
 	out.Tarball = buf.Bytes()
 	return out, nil
+}
+
+// merge returns, for each generalized route, the evidence of the inputs it
+// covers. An input is counted once: by the route equal to it, or else by
+// the first wildcard covering it.
+func merge(generalized []route.Route, in []input) []Evidence {
+	out := make([]Evidence, len(generalized))
+	index := make(map[string]int, len(generalized))
+	for i, rt := range generalized {
+		index[rt.String()] = i
+		out[i].Origin = OriginBackstop
+	}
+	for _, x := range in {
+		i, exact := index[x.route.String()]
+		if !exact {
+			i = slices.IndexFunc(generalized, func(g route.Route) bool { return g.HasWildcard() && route.Covers(g, x.route) })
+			if i < 0 {
+				continue // Generalize keeps every input covered
+			}
+		}
+		e := &out[i]
+		if exact {
+			e.Origin = route.Origin(x.stats.Origin).String()
+		}
+		st := x.stats
+		if !x.route.HasWildcard() {
+			st.Values = aggregate.ValueBit(x.route.String())
+		}
+		if e.Count == 0 {
+			e.FirstSeen, e.LastSeen = st.FirstSeen, st.LastSeen
+		}
+		e.Count += st.Count
+		e.Buckets |= st.Buckets
+		e.Values |= st.Values
+		if st.FirstSeen.Before(e.FirstSeen) {
+			e.FirstSeen = st.FirstSeen
+		}
+		if st.LastSeen.After(e.LastSeen) {
+			e.LastSeen = st.LastSeen
+		}
+	}
+	return out
 }
 
 func templateJSON(rt route.Route) []any {

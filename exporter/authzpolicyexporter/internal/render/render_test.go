@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
@@ -224,7 +225,7 @@ func TestAuditMode(t *testing.T) {
 	assert.Equal(t, map[string]any{"allowed": false}, enforce.Decision(unseen))
 	assert.False(t, enforce.Allowed(unseen))
 
-	b, err := Render(context.Background(), bank(), Options{CardinalityThreshold: 10, Audit: true})
+	b, err := Render(context.Background(), bank(), Options{CardinalityThreshold: 10, Callees: map[string]lifecycle.Mode{balances: lifecycle.Audit}})
 	require.NoError(t, err)
 	assert.NotEqual(t, mustRender(t, bank()).Revision, b.Revision, "switching modes publishes a new bundle")
 	audit := opatest.Load(t, b.Tarball)

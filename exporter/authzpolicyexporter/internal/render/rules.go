@@ -8,6 +8,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
 
@@ -23,19 +24,42 @@ func (r Rule) Key() string {
 	return r.Destination + " " + r.Source + " " + r.Method + " " + r.Route.String()
 }
 
-// ReadRules lists the allow rules of a bundle tarball published before, by
-// reading its data back; a freshly rendered Bundle carries them already.
+// Published is what a bundle published before says: its allow rules and
+// the mode of each callee it knows.
+type Published struct {
+	Revision string
+	Rules    []Rule
+	Modes    map[string]lifecycle.Mode
+}
+
+// ReadRules lists the allow rules of a bundle tarball published before.
 func ReadRules(tarball []byte) ([]Rule, error) {
+	p, err := Read(tarball)
+	return p.Rules, err
+}
+
+// Read reads a bundle tarball published before; a freshly rendered Bundle
+// carries the same already. A bundle of the version before per-callee
+// modes had one mode for all: each callee with grants gets it.
+func Read(tarball []byte) (Published, error) {
 	b, err := bundle.NewReader(bytes.NewReader(tarball)).WithSkipBundleVerification(true).Read()
 	if err != nil {
-		return nil, err
+		return Published{}, err
 	}
-	grants, ok := lookup(b.Data, "envoy", "authz", "grants")
+	authz, ok := lookup(b.Data, "envoy", "authz")
 	if !ok {
-		return nil, errors.New("bundle has no envoy.authz.grants")
+		return Published{}, errors.New("bundle has no envoy.authz")
 	}
-	var rules []Rule
+	grants, ok := authz["grants"].(map[string]any)
+	if !ok {
+		return Published{}, errors.New("bundle has no envoy.authz.grants")
+	}
+	p := Published{Revision: b.Manifest.Revision, Modes: map[string]lifecycle.Mode{}}
+	global, _ := authz["mode"].(string)
 	err = walkGrants(grants, nil, func(dst string, callers map[string]any) error {
+		if global != "" {
+			p.Modes[dst] = lifecycle.Mode(global)
+		}
 		for src, methods := range callers {
 			ms, ok := methods.(map[string]any)
 			if !ok {
@@ -47,13 +71,26 @@ func ReadRules(tarball []byte) ([]Rule, error) {
 					return fmt.Errorf("%s -> %s %s: %w", src, dst, method, err)
 				}
 				for _, rt := range routes {
-					rules = append(rules, Rule{Destination: dst, Source: src, Method: method, Route: rt})
+					p.Rules = append(p.Rules, Rule{Destination: dst, Source: src, Method: method, Route: rt})
 				}
 			}
 		}
 		return nil
 	})
-	return rules, err
+	if err != nil {
+		return Published{}, err
+	}
+	callees, _ := authz["callees"].(map[string]any)
+	for id, c := range callees {
+		cm, _ := c.(map[string]any)
+		mode, _ := cm["mode"].(string)
+		m, err := lifecycle.ParseMode(mode)
+		if err != nil {
+			return Published{}, fmt.Errorf("callee %s: %w", id, err)
+		}
+		p.Modes[id] = m
+	}
+	return p, nil
 }
 
 func lookup(v any, path ...string) (map[string]any, bool) {

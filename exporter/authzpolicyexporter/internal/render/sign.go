@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -165,6 +166,12 @@ func sign(b *bundle.Bundle, files map[string][]byte, s *SigningOptions) error {
 		return fmt.Errorf("signing the bundle: %w", err)
 	}
 
+	return signUnpacked(files, files, s, sc)
+}
+
+// signUnpacked signs files as `opa sign --bundle DIR` would and puts the
+// signature into into.
+func signUnpacked(into, files map[string][]byte, s *SigningOptions, sc *bundle.SigningConfig) error {
 	token, err := signFiles(files, s.FilesDir, sc, s.KeyID)
 	if err != nil {
 		return fmt.Errorf("signing the unpacked bundle: %w", err)
@@ -173,8 +180,25 @@ func sign(b *bundle.Bundle, files map[string][]byte, s *SigningOptions) error {
 	if err != nil {
 		return err
 	}
-	files[SignaturesFile] = append(sigs, '\n')
+	into[SignaturesFile] = append(sigs, '\n')
 	return nil
+}
+
+// AddReview adds the files written beside the unpacked bundle. OPA verifies
+// every file of a signed directory, so a signed bundle's unpacked signature
+// is made again to cover them too; the tarball is unchanged.
+func (b *Bundle) AddReview(files map[string][]byte, s *SigningOptions) error {
+	b.Review = files
+	if s == nil {
+		return nil
+	}
+	sc, err := s.config()
+	if err != nil {
+		return err
+	}
+	all := maps.Clone(b.Files)
+	maps.Copy(all, files)
+	return signUnpacked(b.Files, all, s, sc)
 }
 
 // signFiles signs the unpacked bundle as `opa sign --bundle DIR` would: one

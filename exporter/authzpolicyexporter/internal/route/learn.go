@@ -50,33 +50,59 @@ func NewLearner(templates []string, maxLength, maxSegments int) (*Learner, error
 // when it matches the path. Without a template, identifier-like segments
 // become typed wildcards and everything else stays literal.
 func (l *Learner) Learn(path, instrumented string) (Route, error) {
-	return l.learn(path, instrumented, false)
+	r, _, err := l.LearnFrom(path, instrumented, false)
+	return r, err
 }
 
 // LearnRPC is Learn for a request the span shows to be a gRPC (or Connect)
 // call: a two-segment path is its service and method, literal whatever
 // their names look like. Operator templates still win.
 func (l *Learner) LearnRPC(path string) (Route, error) {
-	return l.learn(path, "", true)
+	r, _, err := l.LearnFrom(path, "", true)
+	return r, err
 }
 
-func (l *Learner) learn(path, instrumented string, rpc bool) (Route, error) {
+// Origin says what gave a route its shape, for the evidence people review.
+type Origin uint8
+
+// Origins, weakest first: when one access is learned several ways, the
+// strongest is the one reported.
+const (
+	Heuristic     Origin = iota + 1 // the path's own segments, typed by the heuristics
+	Instrumented                    // the span's http.route
+	OperatorRoute                   // an operator's routes.templates entry
+)
+
+var originNames = [...]string{Heuristic: "learned", Instrumented: "http_route", OperatorRoute: "template"}
+
+// String is the name the review files use; an unknown origin (state saved
+// before origins were kept) reads as learned.
+func (o Origin) String() string {
+	if o >= Heuristic && o <= OperatorRoute {
+		return originNames[o]
+	}
+	return originNames[Heuristic]
+}
+
+// LearnFrom is Learn (or LearnRPC, when rpc is set) that also says what
+// gave the route its shape.
+func (l *Learner) LearnFrom(path, instrumented string, rpc bool) (Route, Origin, error) {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}
 	if len(path) > l.maxLength {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(path), l.maxLength)
+		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(path), l.maxLength)
 	}
 	if !strings.HasPrefix(path, "/") {
-		return nil, fmt.Errorf("%w: does not start with /", ErrInvalidPath)
+		return nil, 0, fmt.Errorf("%w: does not start with /", ErrInvalidPath)
 	}
 	if n := strings.Count(path, "/"); n > l.maxSegments {
-		return nil, fmt.Errorf("%w: %d segments, limit %d", ErrTooLong, n, l.maxSegments)
+		return nil, 0, fmt.Errorf("%w: %d segments, limit %d", ErrTooLong, n, l.maxSegments)
 	}
 	segs := strings.Split(path[1:], "/")
 	for _, t := range l.templates {
 		if t.route.Match(segs) {
-			return t.apply(segs), nil
+			return t.apply(segs), OperatorRoute, nil
 		}
 	}
 	// A gRPC method is a name, never an identifier (Add123), whatever the
@@ -84,7 +110,7 @@ func (l *Learner) learn(path, instrumented string, rpc bool) (Route, error) {
 	grpc := rpc && len(segs) == 2 || isGRPCMethod(segs)
 	if instrumented != "" && !grpc {
 		if r, ok := fromInstrumented(instrumented, segs); ok {
-			return r, nil
+			return r, Instrumented, nil
 		}
 	}
 	r := make(Route, len(segs))
@@ -92,7 +118,7 @@ func (l *Learner) learn(path, instrumented string, rpc bool) (Route, error) {
 		if i > 0 && !grpc && strings.Contains(s, pixieRedaction) {
 			t, err := redacted(s)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			r[i].Wild = t
 			continue
@@ -102,11 +128,11 @@ func (l *Learner) learn(path, instrumented string, rpc bool) (Route, error) {
 			continue
 		}
 		if err := checkLiteral(s); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		r[i].Lit = s
 	}
-	return r, nil
+	return r, Heuristic, nil
 }
 
 // apply returns the route an operator template gives the matching segments

@@ -8,35 +8,55 @@
 #   This file is the same for every bundle: observed values never become code.
 package envoy.authz
 
-# The decision at OPA-Envoy's default path. In audit mode (a learning
-# period) every request is allowed; use the decision path
-# envoy/authz/decision to see which ones the learned policy would deny.
+# The decision at OPA-Envoy's default path. A callee is enforced or, while
+# it learns, audited: then every request is allowed and those the learned
+# policy would deny are marked in the object decision envoy/authz/decision.
+# An operator's deny rule wins over both.
 default allow := false
 
-allow if learned
+allow if {
+	granted
+	not denied
+}
 
-allow if data.envoy.authz.mode == "audit"
+allow if {
+	audit
+	not denied
+}
 
-# An object decision for opa-envoy-plugin: in audit mode a request the
-# learned policy would deny is allowed and marked with a response header.
+# An object decision for opa-envoy-plugin: an audited request the policy
+# would deny is allowed and marked with a response header.
 decision := {"allowed": allow, "response_headers_to_add": would_deny_header} if {
-	not learned
-	data.envoy.authz.mode == "audit"
+	audit
+	not granted
+	not denied
 } else := {"allowed": allow}
 
 would_deny_header := {"x-authz-policy": "would-deny"}
 
-# The learned policy: the caller was observed calling the callee with this
-# method on a matching route.
-default learned := false
+# Granted: the caller was observed calling the callee with this method on a
+# matching route, or an operator's allow rule grants it.
+default granted := false
 
-learned if grant.paths[request_path]
+granted if grant.paths[request_path]
 
-learned if {
+granted if {
 	some template in grant.templates[format_int(count(segments), 10)]
 	every i, want in template {
 		segment_matches(want, segments[i])
 	}
+}
+
+granted if {
+	some i in callee.allow
+	operator_allows(data.envoy.authz.overrides.allow[i])
+}
+
+granted if {
+	not data.envoy.authz.callees[destination]
+	some rule in data.envoy.authz.overrides.allow
+	id_matches(rule.callee, id_path(destination))
+	operator_allows(rule)
 }
 
 # Identities are compared whole, as keys: only the exact SPIFFE IDs that
@@ -123,4 +143,129 @@ xfcc_value(raw) := substring(raw, 1, count(raw) - 2) if {
 xfcc_identity(key) := id if {
 	count(xfcc_ids[key]) == 1
 	some id in xfcc_ids[key]
+}
+
+# The callee as the bundle knows it: its mode and the indexes of the
+# operator rules that name it.
+callee := data.envoy.authz.callees[destination]
+
+audit if callee.mode == "audit"
+
+audit if {
+	unseen
+	unseen_mode == "audit"
+}
+
+# A callee the bundle does not know (deployed since the last flush). A
+# caller must not be able to pick such a name to be audited: only the
+# identity Envoy itself reports for the callee counts, and only within the
+# trust domains learned.
+unseen if {
+	destination == input.attributes.destination.principal
+	not data.envoy.authz.callees[destination]
+	trusted_domain(id_path(destination)[0])
+}
+
+trusted_domain(_) if count(data.envoy.authz.trust_domains) == 0
+
+trusted_domain(td) if data.envoy.authz.trust_domains[td]
+
+# The operator's modes, first match first, then the default for unseen
+# callees.
+unseen_mode := data.envoy.authz.modes[first_mode].mode if {
+	first_mode := min({i |
+		some i, rule in data.envoy.authz.modes
+		some pattern in rule.callees
+		id_matches(pattern, id_path(destination))
+	})
+} else := data.envoy.authz.unseen_callees
+
+# An operator's deny rule: never granted, never audited.
+denied if {
+	some i in callee.deny
+	operator_denies(data.envoy.authz.overrides.deny[i])
+}
+
+denied if {
+	not data.envoy.authz.callees[destination]
+	some rule in data.envoy.authz.overrides.deny
+	anyone_or(rule.callee, destination)
+	operator_denies(rule)
+}
+
+operator_allows(rule) if {
+	id_matches(rule.caller, id_path(source))
+	some method in {"*", input.attributes.request.http.method}
+	rule.methods[method]
+	some r in rule.routes
+	route_matches(r)
+}
+
+operator_denies(rule) if {
+	anyone_or(rule.caller, source)
+	some method in {"*", input.attributes.request.http.method}
+	rule.methods[method]
+	some r in rule.routes
+	route_matches(r)
+}
+
+# "*" in a deny rule is anyone, with an identity or without one.
+anyone_or(pattern, _) if {
+	count(pattern.segments) == 0
+	pattern.rest
+}
+
+anyone_or(pattern, id) if id_matches(pattern, id_path(id))
+
+# An identity pattern over an identity's trust domain and path segments:
+# "*" is one segment, a trailing "**" (rest) any further ones.
+id_matches(pattern, segs) if {
+	not pattern.rest
+	count(pattern.segments) == count(segs)
+	every i, want in pattern.segments {
+		pattern_segment(want, segs[i])
+	}
+}
+
+id_matches(pattern, segs) if {
+	pattern.rest
+	count(segs) >= count(pattern.segments)
+	every i, want in pattern.segments {
+		pattern_segment(want, segs[i])
+	}
+}
+
+pattern_segment(want, got) if want == got
+
+pattern_segment("*", got) if got != ""
+
+# An operator's route: literal and typed segments as in learned templates,
+# "any" for any non-empty segment, and a trailing "/**" (rest) for any
+# further segments; "/**" alone is every path, whatever its form.
+route_matches(r) if {
+	not r.rest
+	count(r.segments) == count(segments)
+	every i, want in r.segments {
+		route_segment(want, segments[i])
+	}
+}
+
+route_matches(r) if {
+	r.rest
+	count(segments) >= count(r.segments)
+	every i, want in r.segments {
+		route_segment(want, segments[i])
+	}
+}
+
+route_matches(r) if {
+	r.rest
+	count(r.segments) == 0
+}
+
+route_segment(want, got) if segment_matches(want, got)
+
+route_segment(want, got) if {
+	want.type == "any"
+	got != ""
 }

@@ -1,0 +1,96 @@
+package overrides
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+// File is a rules file that is read again when its content changes. A bad
+// new version never replaces the last good one.
+type File struct {
+	path string
+	set  *Set
+	sum  [sha256.Size]byte // of the content in use
+	bad  [sha256.Size]byte // of the last content refused
+}
+
+// Open reads the file; an error (with the file, line and reason) means the
+// collector cannot start with it.
+func Open(path string) (*File, error) {
+	data, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	set, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return &File{path: path, set: set, sum: sha256.Sum256(data)}, nil
+}
+
+// Reload reads the file again. It reports whether new rules are in use,
+// and returns an error once for each bad content: the same bad file is not
+// reported again at every reload.
+func (f *File) Reload() (changed bool, err error) {
+	data, err := read(f.path)
+	if err != nil {
+		sum := sha256.Sum256([]byte("unreadable: " + err.Error()))
+		if sum == f.bad {
+			return false, nil
+		}
+		f.bad = sum
+		return false, err
+	}
+	sum := sha256.Sum256(data)
+	if sum == f.sum || sum == f.bad {
+		return false, nil
+	}
+	set, err := Parse(f.path, data)
+	if err != nil {
+		f.bad = sum
+		return false, err
+	}
+	f.set, f.sum, f.bad = set, sum, [sha256.Size]byte{}
+	return true, nil
+}
+
+// Rules returns the rules in use; nil for no file.
+func (f *File) Rules() *Set {
+	if f == nil {
+		return nil
+	}
+	return f.set
+}
+
+// Denies reports whether a deny rule matches every request that route rt
+// admits for callee, caller and method; false for no rules.
+func (s *Set) Denies(callee, caller, method string, rt route.Route) bool {
+	if s == nil {
+		return false
+	}
+	for _, r := range s.Deny {
+		if r.Covers(callee, caller, method, rt) {
+			return true
+		}
+	}
+	return false
+}
+
+func read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// One byte more than the limit is enough for Parse to refuse it.
+	var b bytes.Buffer
+	if _, err := io.Copy(&b, io.LimitReader(f, maxSize+1)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,124 @@
+package render
+
+import (
+	"slices"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+)
+
+// Unseen callees: what the policy does for a callee the bundle does not
+// know.
+const (
+	UnseenAudit = "audit"
+	UnseenDeny  = "deny"
+)
+
+func denyRules(s *overrides.Set) []overrides.Rule {
+	if s == nil {
+		return nil
+	}
+	return s.Deny
+}
+
+// covered reports whether a deny rule matches every request rt admits.
+func covered(deny []overrides.Rule, dst, src, method string, rt route.Route) bool {
+	return slices.ContainsFunc(deny, func(r overrides.Rule) bool { return r.Covers(dst, src, method, rt) })
+}
+
+// operatorData is everything the policy reads besides the grants: each
+// known callee's mode and the operator rules that name it, and what to do
+// for callees the bundle does not know.
+func operatorData(opts Options) map[string]any {
+	var allow, deny []overrides.Rule
+	if opts.Overrides != nil {
+		allow, deny = opts.Overrides.Allow, opts.Overrides.Deny
+	}
+	callees := make(map[string]any, len(opts.Callees))
+	for id, mode := range opts.Callees {
+		if spiffeid.Validate(id) != nil {
+			continue
+		}
+		c := map[string]any{"mode": string(mode)}
+		if i := naming(allow, id); len(i) > 0 {
+			c["allow"] = i
+		}
+		if i := naming(deny, id); len(i) > 0 {
+			c["deny"] = i
+		}
+		callees[id] = c
+	}
+	modes := make([]any, 0, len(opts.ModeRules))
+	for _, r := range opts.ModeRules {
+		ps := make([]any, len(r.Callees))
+		for i, p := range r.Callees {
+			ps[i] = patternJSON(p)
+		}
+		modes = append(modes, map[string]any{"callees": ps, "mode": string(r.Mode)})
+	}
+	tds := make(map[string]bool, len(opts.TrustDomains))
+	for _, td := range opts.TrustDomains {
+		tds[td] = true
+	}
+	unseen := opts.UnseenCallees
+	if unseen != UnseenAudit {
+		unseen = UnseenDeny
+	}
+	return map[string]any{
+		"callees":        callees,
+		"modes":          modes,
+		"trust_domains":  tds,
+		"unseen_callees": unseen,
+		"overrides":      map[string]any{"allow": rulesJSON(allow), "deny": rulesJSON(deny)},
+	}
+}
+
+// naming returns the indexes of the rules whose callee pattern matches id.
+func naming(rules []overrides.Rule, id string) []int {
+	var out []int
+	for i, r := range rules {
+		if r.Callee.Match(id) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func rulesJSON(rules []overrides.Rule) []any {
+	out := make([]any, len(rules))
+	for i, r := range rules {
+		methods := map[string]bool{}
+		for _, m := range r.Methods {
+			methods[m] = true
+		}
+		if len(r.Methods) == 0 {
+			methods["*"] = true
+		}
+		routes := make([]any, len(r.Routes))
+		for j, rt := range r.Routes {
+			segs := make([]any, len(rt.Segments))
+			for k, s := range rt.Segments {
+				switch {
+				case s.Any:
+					segs[k] = wildcard{Type: "any"}
+				case s.Wild != 0:
+					segs[k] = wildcard{Type: s.Wild.String()}
+				default:
+					segs[k] = s.Lit
+				}
+			}
+			routes[j] = map[string]any{"segments": segs, "rest": rt.Rest}
+		}
+		out[i] = map[string]any{"callee": patternJSON(r.Callee), "caller": patternJSON(r.Caller), "methods": methods, "routes": routes}
+	}
+	return out
+}
+
+func patternJSON(p spiffeid.Pattern) map[string]any {
+	segs := p.Segments()
+	if segs == nil {
+		segs = []string{}
+	}
+	return map[string]any{"segments": segs, "rest": p.Rest()}
+}

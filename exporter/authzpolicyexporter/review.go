@@ -1,0 +1,108 @@
+package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
+
+import (
+	"context"
+	"slices"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/review"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+)
+
+// publication is what the bundle in place holds, for the change log.
+type publication struct {
+	revision string
+	rules    []review.Rule
+	modes    map[string]string
+}
+
+func modeNames(modes map[string]lifecycle.Mode) map[string]string {
+	out := make(map[string]string, len(modes))
+	for id, m := range modes {
+		out[id] = string(m)
+	}
+	return out
+}
+
+// reviewRules lists the rules of a bundle read back, whose evidence is not
+// in the bundle.
+func reviewRules(rules []render.Rule) []review.Rule {
+	out := make([]review.Rule, len(rules))
+	for i, r := range rules {
+		out[i] = review.Rule{Callee: r.Destination, Caller: r.Source, Method: r.Method, Route: r.Route.String()}
+	}
+	return out
+}
+
+// changesFile is the change log's name at the top of the unpacked
+// directory; evidenceFile sits beside each callee's data.json.
+const (
+	changesFile  = "changes.json"
+	evidenceFile = "evidence.json"
+)
+
+// review lists the bundle's rules with their evidence, says what changed
+// since the bundle in place, and adds the review files to b when there is
+// an unpacked directory to write them to.
+func (e *authzExporter) review(b *render.Bundle, modes map[string]lifecycle.Mode, ov *overrides.Set, snapshot, kept []aggregate.Record) ([]review.Rule, review.Summary, error) {
+	next := review.Rules(b, ov, modes)
+	filtered := map[group]bool{}
+	if len(kept) < len(snapshot) {
+		held := make(map[aggregate.Key]bool, len(kept))
+		for _, r := range kept {
+			held[r.Key] = true
+		}
+		for _, r := range snapshot {
+			if !held[r.Key] {
+				filtered[group{r.Destination, r.Source, r.Method}] = true
+			}
+		}
+	}
+	changes, summary := review.Changes(review.Input{
+		Revision:         b.Revision,
+		PreviousRevision: e.published.revision,
+		Previous:         e.published.rules,
+		Next:             next,
+		ModesBefore:      e.published.modes,
+		ModesAfter:       modeNames(modes),
+		Reasons: review.Reasons{
+			Denied: ov.Denies,
+			Filtered: func(dst, src, method string, _ route.Route) bool {
+				return filtered[group{dst, src, method}]
+			},
+			Expired: func(dst, src, method string) bool { return e.guard.expired[group{dst, src, method}] },
+		},
+	})
+	if e.cfg.Output.UnpackedDir == "" {
+		return next, summary, nil
+	}
+	files := map[string][]byte{changesFile: changes}
+	for callee, evidence := range review.Evidence(next) {
+		files[render.CalleeDir(callee)+"/"+evidenceFile] = evidence
+	}
+	return next, summary, b.AddReview(files, e.signing)
+}
+
+// recordChanges counts a publication's added rules by origin and removed
+// rules by reason.
+func (e *authzExporter) recordChanges(ctx context.Context, s review.Summary) {
+	count := func(change string, by map[string]int) {
+		reasons := make([]string, 0, len(by))
+		for r := range by {
+			reasons = append(reasons, r)
+		}
+		slices.Sort(reasons)
+		for _, r := range reasons {
+			e.telemetry.AuthzPolicyRuleChanges.Add(ctx, int64(by[r]),
+				metric.WithAttributes(attribute.String("change", change), attribute.String("reason", r)))
+		}
+	}
+	count("added", s.Added)
+	count("removed", s.Removed)
+}
