@@ -64,6 +64,7 @@ func TestSignedBundles(t *testing.T) {
 	assert.Equal(t, e.lastRevision, b.Manifest.Revision)
 
 	assert.FileExists(t, filepath.Join(unpacked, ".signatures.json"))
+	assert.FileExists(t, filepath.Join(unpacked, changesFile), "review files are signed too")
 	d, err := loader.NewFileLoader().WithBundleVerificationConfig(vc).AsBundle(unpacked)
 	require.NoError(t, err)
 	assert.Equal(t, e.lastRevision, d.Manifest.Revision)
