@@ -1,8 +1,10 @@
 package render
 
 import (
+	"maps"
 	"slices"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
@@ -29,14 +31,21 @@ func covered(deny []overrides.Rule, dst, src, method string, rt route.Route) boo
 
 // operatorData is everything the policy reads besides the grants: each
 // known callee's mode and the operator rules that name it, and what to do
-// for callees the bundle does not know.
-func operatorData(opts Options) map[string]any {
+// for callees the bundle does not know. A learned callee Options.Callees
+// leaves out (one past the lifecycle's limit) is enforced: taken for an
+// unseen one, it could be audited.
+func operatorData(opts Options, learned map[string]bool) map[string]any {
 	var allow, deny []overrides.Rule
 	if opts.Overrides != nil {
 		allow, deny = opts.Overrides.Allow, opts.Overrides.Deny
 	}
-	callees := make(map[string]any, len(opts.Callees))
-	for id, mode := range opts.Callees {
+	modes := make(map[string]lifecycle.Mode, len(opts.Callees)+len(learned))
+	for id := range learned {
+		modes[id] = lifecycle.Enforce
+	}
+	maps.Copy(modes, opts.Callees)
+	callees := make(map[string]any, len(modes))
+	for id, mode := range modes {
 		if spiffeid.Validate(id) != nil {
 			continue
 		}
@@ -49,13 +58,13 @@ func operatorData(opts Options) map[string]any {
 		}
 		callees[id] = c
 	}
-	modes := make([]any, 0, len(opts.ModeRules))
+	rules := make([]any, 0, len(opts.ModeRules))
 	for _, r := range opts.ModeRules {
 		ps := make([]any, len(r.Callees))
 		for i, p := range r.Callees {
 			ps[i] = patternJSON(p)
 		}
-		modes = append(modes, map[string]any{"callees": ps, "mode": string(r.Mode)})
+		rules = append(rules, map[string]any{"callees": ps, "mode": string(r.Mode)})
 	}
 	tds := make(map[string]bool, len(opts.TrustDomains))
 	for _, td := range opts.TrustDomains {
@@ -67,7 +76,7 @@ func operatorData(opts Options) map[string]any {
 	}
 	return map[string]any{
 		"callees":        callees,
-		"modes":          modes,
+		"modes":          rules,
 		"trust_domains":  tds,
 		"unseen_callees": unseen,
 		"overrides":      map[string]any{"allow": rulesJSON(allow), "deny": rulesJSON(deny)},

@@ -54,6 +54,7 @@ granted if {
 
 granted if {
 	not data.envoy.authz.callees[destination]
+	valid_id(destination)
 	some rule in data.envoy.authz.overrides.allow
 	id_matches(rule.callee, id_path(destination))
 	operator_allows(rule)
@@ -81,6 +82,14 @@ envoy_principal if input.attributes.source.principal != ""
 envoy_principal if input.attributes.destination.principal != ""
 
 id_path(id) := split(substring(id, count("spiffe://"), -1), "/") if startswith(id, "spiffe://")
+
+# A SPIFFE ID in the canonical form the exporter learns and its patterns
+# match: identities the bundle does not list are checked before an
+# operator's allow rule or the unseen callees' mode applies to them.
+valid_id(id) if {
+	count(id) <= 2048
+	regex.match(`^spiffe://[a-z0-9_-](?:[a-z0-9._-]*[a-z0-9_-])?(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*$`, id)
+}
 
 # The request path without its query, split as the exporter splits it. A
 # fragment is never sent; a raw "#" matches no learned segment. A gRPC call
@@ -163,6 +172,7 @@ audit if {
 unseen if {
 	destination == input.attributes.destination.principal
 	not data.envoy.authz.callees[destination]
+	valid_id(destination)
 	trusted_domain(id_path(destination)[0])
 }
 
@@ -189,11 +199,12 @@ denied if {
 denied if {
 	not data.envoy.authz.callees[destination]
 	some rule in data.envoy.authz.overrides.deny
-	anyone_or(rule.callee, destination)
+	denies_callee(rule.callee)
 	operator_denies(rule)
 }
 
 operator_allows(rule) if {
+	valid_id(source)
 	id_matches(rule.caller, id_path(source))
 	some method in {"*", input.attributes.request.http.method}
 	rule.methods[method]
@@ -202,20 +213,28 @@ operator_allows(rule) if {
 }
 
 operator_denies(rule) if {
-	anyone_or(rule.caller, source)
+	denies_caller(rule.caller)
 	some method in {"*", input.attributes.request.http.method}
 	rule.methods[method]
 	some r in rule.routes
 	route_matches(r)
 }
 
-# "*" in a deny rule is anyone, with an identity or without one.
-anyone_or(pattern, _) if {
+# "*" in a deny rule is anyone, with an identity or without one: the side
+# is no argument, since a call with an undefined argument is undefined.
+# Deny patterns match any identity the policy can split, canonical or not.
+denies_callee(pattern) if anyone(pattern)
+
+denies_callee(pattern) if id_matches(pattern, id_path(destination))
+
+denies_caller(pattern) if anyone(pattern)
+
+denies_caller(pattern) if id_matches(pattern, id_path(source))
+
+anyone(pattern) if {
 	count(pattern.segments) == 0
 	pattern.rest
 }
-
-anyone_or(pattern, id) if id_matches(pattern, id_path(id))
 
 # An identity pattern over an identity's trust domain and path segments:
 # "*" is one segment, a trailing "**" (rest) any further ones.

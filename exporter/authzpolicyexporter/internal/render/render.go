@@ -147,6 +147,9 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	type group struct{ dst, src, method string }
 	deny := denyRules(opts.Overrides)
 	inputs := map[group][]input{}
+	// learned are the callees of the records: known to the bundle, with
+	// grants or with their routes all denied.
+	learned := map[string]bool{}
 	out := &Bundle{}
 	for _, r := range records {
 		rt, err := route.ParseKey(r.Route)
@@ -154,6 +157,7 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 			out.Skipped++
 			continue
 		}
+		learned[r.Destination] = true
 		// Denied before the backstop, so that they never widen a wildcard.
 		if covered(deny, r.Destination, r.Source, r.Method, rt) {
 			out.Denied = append(out.Denied, Rule{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: rt})
@@ -238,7 +242,7 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 		}
 		out.Files[name] = append(file, '\n')
 	}
-	authz := operatorData(opts)
+	authz := operatorData(opts, learned)
 	root, err := json.MarshalIndent(authz, "", "  ")
 	if err != nil {
 		return nil, err
