@@ -304,6 +304,19 @@ func TestE2EOverridesFile(t *testing.T) {
 		t.Fatalf("the collector exited after a bad overrides file: %v", err)
 	default:
 	}
+	// The good version back, then the same bad one again: a new edit,
+	// reported again.
+	// Two publications of new access: the second flush began after the
+	// first, whose spans came after the write, so it read the file.
+	writeAtomically(t, rules, overridesV1)
+	for _, path := range []string{"/balances/history", "/balances/limits"} {
+		sendAccesses(t, c.otlp, access{balances, frontend, "GET", path})
+		r := opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: path}
+		checkV1(waitForPublished(t, c.outDir, "allowing "+path, func(p published) bool { return p.policy.Allowed(r) }))
+	}
+	writeAtomically(t, rules, overridesBad)
+	require.Eventually(t, func() bool { return strings.Count(c.log.String(), "The overrides file cannot be used") == 2 }, waitFor, 100*time.Millisecond,
+		"a bad version that came back was not reported")
 
 	// A good version without the allow rule: the next bundle drops it.
 	writeAtomically(t, rules, overridesV2)
