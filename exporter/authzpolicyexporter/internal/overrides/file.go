@@ -35,7 +35,7 @@ func Open(path string) (*File, error) {
 
 // Reload reads the file again. It reports whether new rules are in use,
 // and returns an error once for each bad content: the same bad file is not
-// reported again at every reload.
+// reported again at every reload, unless the file was good in between.
 func (f *File) Reload() (changed bool, err error) {
 	data, err := read(f.path)
 	if err != nil {
@@ -47,7 +47,13 @@ func (f *File) Reload() (changed bool, err error) {
 		return false, err
 	}
 	sum := sha256.Sum256(data)
-	if sum == f.sum || sum == f.bad {
+	if sum == f.sum {
+		// Good again: a bad version that comes back is a new edit, and
+		// is reported again.
+		f.bad = [sha256.Size]byte{}
+		return false, nil
+	}
+	if sum == f.bad {
 		return false, nil
 	}
 	set, err := Parse(f.path, data)

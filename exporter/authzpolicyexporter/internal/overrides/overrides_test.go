@@ -223,3 +223,39 @@ func mustPattern(t *testing.T, s string) spiffeid.Pattern {
 	require.NoError(t, err)
 	return p
 }
+
+// A bad version is reported once while it stays, and again when it comes
+// back after the file was good in between: the operator sees every bad
+// edit, and the rules read before stay in use throughout.
+func TestReloadReportsABadVersionAgainAfterAGoodOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "overrides.yaml")
+	const good = "deny:\n  - {callee: \"*\", caller: \"*\", methods: [DELETE], routes: [\"/**\"]}\n"
+	const bad = "deny:\n  - {callee: \"*\", caller: \"*\", method: [DELETE], routes: [\"/**\"]}\n"
+	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
+	write(good)
+	f, err := Open(path)
+	require.NoError(t, err)
+	for _, step := range []struct {
+		content string // "" removes the file
+		changed bool
+		fails   bool
+	}{
+		{bad, false, true},
+		{bad, false, false}, // the same bad version: not again
+		{good, false, false},
+		{bad, false, true}, // back again: reported again
+		{"", false, true},
+		{good, false, false},
+		{"", false, true},
+	} {
+		if step.content == "" {
+			require.NoError(t, os.Remove(path))
+		} else {
+			write(step.content)
+		}
+		changed, err := f.Reload()
+		assert.Equal(t, step.changed, changed, "%q", step.content)
+		assert.Equal(t, step.fails, err != nil, "%q: %v", step.content, err)
+		require.Len(t, f.Rules().Deny, 1, "%q", step.content)
+	}
+}
