@@ -10,13 +10,16 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
 
-// File is a rules file that is read again when its content changes. A bad
-// new version never replaces the last good one.
+// File is a rules file that is read again when its content changes. A new
+// content is used only once two reads in a row find it: a file being
+// written in place, read half-way, may parse as a shorter list of deny
+// rules. A bad new version never replaces the last good one.
 type File struct {
-	path string
-	set  *Set
-	sum  [sha256.Size]byte // of the content in use
-	bad  [sha256.Size]byte // of the last content refused
+	path    string
+	set     *Set
+	sum     [sha256.Size]byte // of the content in use
+	pending [sha256.Size]byte // of a new content read once
+	bad     [sha256.Size]byte // of the last content refused
 }
 
 // Open reads the file; an error (with the file, line and reason) means the
@@ -38,31 +41,34 @@ func Open(path string) (*File, error) {
 // reported again at every reload, unless the file was good in between.
 func (f *File) Reload() (changed bool, err error) {
 	data, err := read(f.path)
+	var sum [sha256.Size]byte
 	if err != nil {
-		sum := sha256.Sum256([]byte("unreadable: " + err.Error()))
-		if sum == f.bad {
-			return false, nil
-		}
-		f.bad = sum
-		return false, err
+		sum = sha256.Sum256([]byte("unreadable: " + err.Error()))
+	} else {
+		sum = sha256.Sum256(data)
 	}
-	sum := sha256.Sum256(data)
-	if sum == f.sum {
+	switch {
+	case sum == f.sum:
 		// Good again: a bad version that comes back is a new edit, and
 		// is reported again.
-		f.bad = [sha256.Size]byte{}
+		f.bad, f.pending = [sha256.Size]byte{}, [sha256.Size]byte{}
+		return false, nil
+	case sum == f.bad:
+		return false, nil
+	case sum != f.pending:
+		f.pending = sum // settled only if the next read finds it too
 		return false, nil
 	}
-	if sum == f.bad {
-		return false, nil
+	f.pending = [sha256.Size]byte{}
+	if err == nil {
+		var set *Set
+		if set, err = Parse(f.path, data); err == nil {
+			f.set, f.sum, f.bad = set, sum, [sha256.Size]byte{}
+			return true, nil
+		}
 	}
-	set, err := Parse(f.path, data)
-	if err != nil {
-		f.bad = sum
-		return false, err
-	}
-	f.set, f.sum, f.bad = set, sum, [sha256.Size]byte{}
-	return true, nil
+	f.bad = sum
+	return false, err
 }
 
 // Rules returns the rules in use; nil for no file.

@@ -254,8 +254,39 @@ func TestReloadReportsABadVersionAgainAfterAGoodOne(t *testing.T) {
 			write(step.content)
 		}
 		changed, err := f.Reload()
+		if step.content != good {
+			// A new content is taken up at the second read that finds it.
+			assert.False(t, changed)
+			require.NoError(t, err, "%q", step.content)
+			changed, err = f.Reload()
+		}
 		assert.Equal(t, step.changed, changed, "%q", step.content)
 		assert.Equal(t, step.fails, err != nil, "%q: %v", step.content, err)
 		require.Len(t, f.Rules().Deny, 1, "%q", step.content)
 	}
+}
+
+// A file read while it is being written in place is not taken up until a
+// second read finds the same content.
+func TestReloadWaitsForTheFileToSettle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "overrides.yaml")
+	const full = "deny:\n  - {callee: \"*\", caller: \"*\", methods: [DELETE], routes: [\"/**\"]}\n  - {callee: \"*\", caller: \"*\", methods: [PUT], routes: [\"/**\"]}\n"
+	const half = "deny:\n  - {callee: \"*\", caller: \"*\", methods: [DELETE], routes: [\"/**\"]}\n"
+	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
+	write(full)
+	f, err := Open(path)
+	require.NoError(t, err)
+	write(half) // caught half-way through a rewrite
+	changed, err := f.Reload()
+	require.NoError(t, err)
+	assert.False(t, changed)
+	write(full + "  - {callee: \"*\", caller: \"*\", methods: [POST], routes: [\"/admin/**\"]}\n")
+	changed, err = f.Reload()
+	require.NoError(t, err)
+	assert.False(t, changed, "the content moved on: not settled")
+	assert.Len(t, f.Rules().Deny, 2, "the half-written file was never used")
+	changed, err = f.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Len(t, f.Rules().Deny, 3)
 }
