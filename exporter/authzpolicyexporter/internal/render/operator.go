@@ -74,7 +74,12 @@ func operatorData(opts Options, learned map[string]bool) map[string]any {
 	if unseen != UnseenAudit {
 		unseen = UnseenDeny
 	}
+	unseenAudit := unseen == UnseenAudit
+	for _, r := range opts.ModeRules {
+		unseenAudit = unseenAudit || r.Mode == lifecycle.Audit
+	}
 	return map[string]any{
+		"unseen_audit":   unseenAudit,
 		"callees":        callees,
 		"modes":          rules,
 		"trust_domains":  tds,

@@ -36,8 +36,6 @@ would_deny_header := {"x-authz-policy": "would-deny"}
 
 # Granted: the caller was observed calling the callee with this method on a
 # matching route, or an operator's allow rule grants it.
-default granted := false
-
 granted if grant.paths[request_path]
 
 granted if {
@@ -48,14 +46,14 @@ granted if {
 }
 
 granted if {
-	some i in callee.allow
+	some i in data.envoy.authz.callees[destination].allow
 	operator_allows(data.envoy.authz.overrides.allow[i])
 }
 
 granted if {
+	some rule in data.envoy.authz.overrides.allow
 	not data.envoy.authz.callees[destination]
 	valid_id(destination)
-	some rule in data.envoy.authz.overrides.allow
 	id_matches(rule.callee, id_path(destination))
 	operator_allows(rule)
 }
@@ -126,10 +124,10 @@ xfcc_grammar := `^[ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*)(?:[ \t]*[,;
 xfcc_pairs := regex.find_all_string_submatch_n(`([A-Za-z]+)=("(?:[^"\\]|\\[\s\S])*"|[^,;"]*)|,`, xfcc, -1) if regex.match(xfcc_grammar, xfcc)
 
 # Index of the current hop's first pair: after the last element separator.
-xfcc_current := i + 1 if {
-	commas := [j | some j, pair in xfcc_pairs; pair[0] == ","]
-	count(commas) > 0
-	i := max(commas)
+# A set comprehension, guarded by one separator, is cheaper than an array.
+xfcc_current := max({j | some j, pair in xfcc_pairs; pair[0] == ","}) + 1 if {
+	some pair in xfcc_pairs
+	pair[0] == ","
 } else := 0
 
 xfcc_keys := {"by": "by", "uri": "uri", "san": "uri"}
@@ -150,17 +148,20 @@ xfcc_value(raw) := substring(raw, 1, count(raw) - 2) if {
 
 # Exactly one identity under a key; none or several is no identity.
 xfcc_identity(key) := id if {
-	count(xfcc_ids[key]) == 1
-	some id in xfcc_ids[key]
+	ids := xfcc_ids[key]
+	count(ids) == 1
+	some id in ids
 }
 
-# The callee as the bundle knows it: its mode and the indexes of the
-# operator rules that name it.
-callee := data.envoy.authz.callees[destination]
+# data.envoy.authz.callees is each callee the bundle knows: its mode and
+# the indexes of the operator rules that name it. It is read by direct
+# reference, one lookup each, on the paths every request takes.
+audit if data.envoy.authz.callees[destination].mode == "audit"
 
-audit if callee.mode == "audit"
-
+# unseen_audit says whether any unseen callee can be audited at all (by
+# unseen_callees or a modes rule): without it the unseen path is skipped.
 audit if {
+	data.envoy.authz.unseen_audit
 	unseen
 	unseen_mode == "audit"
 }
@@ -192,13 +193,13 @@ unseen_mode := data.envoy.authz.modes[first_mode].mode if {
 
 # An operator's deny rule: never granted, never audited.
 denied if {
-	some i in callee.deny
+	some i in data.envoy.authz.callees[destination].deny
 	operator_denies(data.envoy.authz.overrides.deny[i])
 }
 
 denied if {
-	not data.envoy.authz.callees[destination]
 	some rule in data.envoy.authz.overrides.deny
+	not data.envoy.authz.callees[destination]
 	denies_callee(rule.callee)
 	operator_denies(rule)
 }
