@@ -22,6 +22,7 @@ export OTLP_HTTP_ENDPOINT=127.0.0.1:${DEMO_OTLP_HTTP_PORT:-14318}
 export HEALTH_CHECK_ENDPOINT=127.0.0.1:${DEMO_HEALTH_PORT:-13133}
 export METRICS_HOST=127.0.0.1 METRICS_PORT=${DEMO_METRICS_PORT:-18888}
 export AUTHZ_FLUSH_INTERVAL=2s AUTHZ_OUTPUT_URL=file://$out AUTHZ_STATE_DIR=$work/state
+export AUTHZ_OVERRIDES_FILE=$PWD/deploy/demo/overrides.yaml AUTHZ_UNPACKED_DIR=$work/review
 
 echo "== Starting the collector (log: $work/collector.log)"
 "$bin" --config deploy/collector-config.yaml >"$work/collector.log" 2>&1 &
@@ -49,6 +50,13 @@ echo
 echo "== Learned grants (caller -> callee  method route)"
 "$opa" eval -d deploy/demo/rules.rego -b "$bundle" -f raw 'concat("\n", sort(data.demo.rules))'
 echo
+echo "== Callees and their modes"
+"$opa" eval -b "$bundle" -f raw 'concat("\n", sort([sprintf("%s  %s", [id, c.mode]) | some id, c in data.envoy.authz.callees]))'
+echo
+echo "== What this revision changed ($work/review/changes.json, first lines)"
+for _ in $(seq 50); do [[ -s $work/review/changes.json ]] && break; sleep 0.2; done
+head -n 12 "$work/review/changes.json"
+echo
 echo "== Spans skipped, by reason (collector metrics)"
 curl -fs "http://$METRICS_HOST:$METRICS_PORT/metrics" | grep '^otelcol_authz_policy_spans_' || true
 
@@ -73,3 +81,5 @@ decide "frontend -> backend (gRPC, answered grpc-status 7)" POST /bank.Ledger/Tr
 decide "frontend -> balances (longer path)" GET /balances/4711/admin "By=$td/balances;URI=$td/frontend"
 decide "frontend -> balances (not a number)" GET /balances/admin "By=$td/balances;URI=$td/frontend"
 decide "evil.org/.../frontend -> balances (foreign domain)" GET /balances/4711 "By=$td/balances;URI=spiffe://evil.org/ns/bank/sa/frontend"
+decide "frontend -> balances (operator allow, never seen)" GET /healthz "By=$td/balances;URI=$td/frontend"
+decide "frontend -> balances (operator deny in a wildcard)" GET /balances/0 "By=$td/balances;URI=$td/frontend"

@@ -226,12 +226,15 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	now := e.now()
 	expired := e.agg.Expire(now.Add(-e.cfg.Window))
 	e.guard.expiredKeys(expired)
+	// Read before the snapshot: a span learned after it must not make an
+	// empty snapshot look like learned access that expired.
+	learnedAny := e.learnedAny.Load()
 	snapshot := e.agg.Snapshot()
 	e.noteCallees(snapshot)
 	e.saveState(ctx)
 	entries := len(snapshot)
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
-	if entries == 0 && !e.learnedAny.Load() {
+	if entries == 0 && !learnedAny {
 		e.logger.Debug("Nothing learned yet; keeping the published bundle")
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
@@ -326,4 +327,50 @@ func TestBadOverridesFileStopsTheStart(t *testing.T) {
 func stamped(td ptrace.Traces) ptrace.Traces {
 	stampAt(td, time.Now())
 	return td
+}
+
+// hookStorage runs a function when a key is first saved.
+type hookStorage struct {
+	memStorage
+	onSet func(key string)
+}
+
+func (h *hookStorage) GetClient(context.Context, component.Kind, component.ID, string) (storage.Client, error) {
+	return &hookClient{memClient: memClient{m: &h.memStorage}, h: h}, nil
+}
+
+type hookClient struct {
+	memClient
+	h *hookStorage
+}
+
+func (c *hookClient) Set(ctx context.Context, key string, value []byte) error {
+	if f := c.h.onSet; f != nil {
+		c.h.onSet = nil
+		f(key)
+	}
+	return c.memClient.Set(ctx, key, value)
+}
+
+// A span learned while a flush saves its state must not make that flush
+// publish the empty aggregate it took before.
+func TestSpanLearnedDuringAFlushNeverPublishesAnEmptyBundle(t *testing.T) {
+	storeID := component.MustNewID("file_storage")
+	store := &hookStorage{memStorage: memStorage{data: map[string][]byte{}}}
+	dir := t.TempDir()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Output.URL = "file://" + dir
+	cfg.Storage = &storeID
+	e, err := newExporter(cfg, exportertest.NewNopSettings(metadata.Type))
+	require.NoError(t, err)
+	require.NoError(t, e.start(context.Background(), hostWithExtensions{ext: map[component.ID]component.Component{storeID: store}}))
+	store.onSet = func(string) {
+		require.NoError(t, e.consumeTraces(context.Background(), stamped(calleeSpans(balances, frontend, "", "/seen"))))
+	}
+	require.NoError(t, e.flush(context.Background()))
+	if _, err := os.Stat(filepath.Join(dir, publish.BundleName)); err == nil {
+		assert.True(t, readBundle(t, dir).Allowed(opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/seen"}), "an empty bundle was published")
+	}
+	require.NoError(t, e.shutdown(context.Background()))
+	assert.True(t, readBundle(t, dir).Allowed(opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/seen"}))
 }
