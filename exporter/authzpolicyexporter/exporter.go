@@ -57,6 +57,10 @@ type authzExporter struct {
 	lastRevision string
 	guard        *shrinkGuard
 	guardReady   bool // the bundle in place was read (or there is none)
+	// unreadable is set while the bundle in place could not be read and
+	// nothing was published since: it may have enforced any callee, so
+	// every callee known before the next publication is enforced.
+	unreadable bool
 	// published is what the bundle in place holds, for the change log.
 	published publication
 	// outage is set while publishing fails, so that an outage is logged
@@ -249,6 +253,11 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		}
 	}
 
+	if e.unreadable {
+		// Callees first seen since the start may have been enforced by
+		// the bundle that cannot be read, whatever state was lost.
+		e.life.Enforced(e.life.Known(), now)
+	}
 	statuses := e.life.Modes(now)
 	modes := make(map[string]lifecycle.Mode, len(statuses))
 	for id, st := range statuses {
@@ -317,6 +326,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.logger.Info("Publishing recovered", zap.String("revision", b.Revision))
 	}
 	e.lastRevision = b.Revision
+	e.unreadable = false
 	e.guard.setPublished(b.Rules)
 	before := e.published.modes
 	e.published = publication{revision: b.Revision, rules: next, modes: modeNames(modes)}
@@ -373,12 +383,9 @@ func (e *authzExporter) loadPublished(ctx context.Context) error {
 	}
 	p, err := render.Read(raw)
 	if err != nil {
-		e.logger.Error("The bundle in place cannot be read; the shrink guard has no reference and every callee known now is enforced", zap.Error(err))
-		var known []string
-		for id := range e.life.Modes(e.now()) {
-			known = append(known, id)
-		}
-		e.life.Enforced(known, e.now())
+		e.logger.Error("The bundle in place cannot be read; the shrink guard has no reference and every callee known before the next publication is enforced", zap.Error(err))
+		e.unreadable = true
+		e.life.Enforced(e.life.Known(), e.now())
 		return nil
 	}
 	e.guard.setPublished(p.Rules)

@@ -208,6 +208,18 @@ func (l *Lifecycle) status(c *callee, now time.Time) Status {
 	return Status{Mode: Enforce, Reason: Learned}
 }
 
+// Known lists the known callees, sorted.
+func (l *Lifecycle) Known() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]string, 0, len(l.callees))
+	for id := range l.callees {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // Len returns the number of known callees.
 func (l *Lifecycle) Len() int {
 	l.mu.Lock()

@@ -95,11 +95,18 @@ valid_id(id) if {
 # is no part of it, so a gRPC request's path is taken whole.
 request_path := input.attributes.request.http.path if {
 	grpc
-} else := split(input.attributes.request.http.path, "?")[0]
+} else := path_without_query
+
+path_without_query := split(input.attributes.request.http.path, "?")[0]
 
 grpc if startswith(lower(input.attributes.request.http.headers["content-type"]), "application/grpc")
 
 segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
+
+# A deny rule also matches the path without its query when the content
+# type says gRPC: the content type is the caller's to choose, and a server
+# that routes on the path alone serves the denied route whatever it says.
+deny_segments := split(trim_prefix(path_without_query, "/"), "/") if startswith(path_without_query, "/")
 
 segment_matches(want, got) if want == got
 
@@ -210,7 +217,7 @@ operator_allows(rule) if {
 	some method in {"*", input.attributes.request.http.method}
 	rule.methods[method]
 	some r in rule.routes
-	route_matches(r)
+	request_route(r)
 }
 
 operator_denies(rule) if {
@@ -218,7 +225,14 @@ operator_denies(rule) if {
 	some method in {"*", input.attributes.request.http.method}
 	rule.methods[method]
 	some r in rule.routes
-	route_matches(r)
+	denied_route(r)
+}
+
+denied_route(r) if request_route(r)
+
+denied_route(r) if {
+	grpc
+	route_matches(r, deny_segments)
 }
 
 # "*" in a deny rule is anyone, with an identity or without one: the side
@@ -262,25 +276,27 @@ pattern_segment("*", got) if got != ""
 # An operator's route: literal and typed segments as in learned templates,
 # "any" for any non-empty segment, and a trailing "/**" (rest) for any
 # further segments; "/**" alone is every path, whatever its form.
-route_matches(r) if {
-	not r.rest
-	count(r.segments) == count(segments)
-	every i, want in r.segments {
-		route_segment(want, segments[i])
-	}
-}
+request_route(r) if route_matches(r, segments)
 
-route_matches(r) if {
-	r.rest
-	count(segments) >= count(r.segments)
-	every i, want in r.segments {
-		route_segment(want, segments[i])
-	}
-}
-
-route_matches(r) if {
+request_route(r) if {
 	r.rest
 	count(r.segments) == 0
+}
+
+route_matches(r, segs) if {
+	not r.rest
+	count(r.segments) == count(segs)
+	every i, want in r.segments {
+		route_segment(want, segs[i])
+	}
+}
+
+route_matches(r, segs) if {
+	r.rest
+	count(segs) >= count(r.segments)
+	every i, want in r.segments {
+		route_segment(want, segs[i])
+	}
 }
 
 route_segment(want, got) if segment_matches(want, got)
