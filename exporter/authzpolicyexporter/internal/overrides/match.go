@@ -1,7 +1,9 @@
 package overrides
 
 import (
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
@@ -10,6 +12,51 @@ import (
 // segments after the leading "/", as route.Route.Match takes them.
 func (r Rule) Match(callee, caller, method string, segs []string) bool {
 	return r.some(callee, caller, method, func(own Route) bool { return own.Match(segs) })
+}
+
+// Allows reports whether allow rule r grants a request whose path has the
+// raw segments segs. Only a path with no other spelling qualifies: no "."
+// or ".." segment, nothing percent-encoded, no backslash and no empty
+// segment but a trailing one, so that a wildcard never reaches a route by
+// a detour (/debug/../balances/0).
+func (r Rule) Allows(callee, caller, method string, segs []string) bool {
+	for i, s := range segs {
+		if s == "" && i < len(segs)-1 || s == "." || s == ".." || strings.ContainsAny(s, `%\`) {
+			return false
+		}
+	}
+	return r.Match(callee, caller, method, segs)
+}
+
+// Denies reports whether deny rule r forbids a request for path (without
+// its query): as written, or as a server may read it, decoded with empty
+// and "." segments dropped (/cart//0, /cart/%30 and /cart/0/ are /cart/0).
+// A path that names ".." once decoded, holds a backslash or does not
+// decode could lead anywhere, and is forbidden whenever r's callee, caller
+// and method match.
+func (r Rule) Denies(callee, caller, method, path string) bool {
+	if !r.key(callee, caller, method) {
+		return false
+	}
+	var raw []string
+	if rest, ok := strings.CutPrefix(path, "/"); ok {
+		raw = strings.Split(rest, "/")
+	}
+	decoded, err := url.QueryUnescape(path)
+	if err != nil || strings.Contains(decoded, `\`) {
+		return true
+	}
+	var norm []string
+	for s := range strings.SplitSeq(decoded, "/") {
+		switch s {
+		case "", ".":
+		case "..":
+			return true
+		default:
+			norm = append(norm, s)
+		}
+	}
+	return slices.ContainsFunc(r.Routes, func(own Route) bool { return own.Match(raw) || own.Match(norm) })
 }
 
 // Covers reports whether r matches every request that the learned route

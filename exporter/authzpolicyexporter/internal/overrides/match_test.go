@@ -2,6 +2,7 @@ package overrides
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -148,4 +149,43 @@ func TestRuleMatchDoesNotAllocate(t *testing.T) {
 	r := testRule(t, "spiffe://example.org/ns/bank/sa/*", "*", []string{"DELETE", "GET"}, "/healthz", "/balances/{id:int}/**")
 	segs := []string{"balances", "42", "statement"}
 	assert.Zero(t, testing.AllocsPerRun(100, func() { r.Match(bank, front, "GET", segs) }))
+}
+
+func TestAllowsAndDeniesOtherSpellings(t *testing.T) {
+	set, err := Parse("rules.yaml", []byte(`
+allow:
+  - {callee: "*", caller: "*", methods: [GET], routes: ["/debug/{name}/**"]}
+deny:
+  - {callee: "*", caller: "*", methods: [GET], routes: ["/cart/0"]}
+`))
+	require.NoError(t, err)
+	allow, deny := set.Allow[0], set.Deny[0]
+	const id = "spiffe://example.org/a"
+	for _, tt := range []struct {
+		path         string
+		allows, deny bool
+	}{
+		{"/debug/pprof/heap", true, false},
+		{"/debug/pprof/", true, false},
+		{"/debug/../cart/0", false, true},
+		{"/debug/%2e%2e/x", false, true},
+		{"/debug//x", false, false},
+		{"/debug/./x", false, false},
+		{`/debug/a\b`, false, true},
+		{"/cart/0", false, true},
+		{"/cart/0/", false, true},
+		{"//cart/0", false, true},
+		{"/cart/./0", false, true},
+		{"/cart/%30", false, true},
+		{"/cart/%zz", false, true},
+		{"/cart/1", false, false},
+	} {
+		var segs []string
+		if rest, ok := strings.CutPrefix(tt.path, "/"); ok {
+			segs = strings.Split(rest, "/")
+		}
+		assert.Equal(t, tt.allows, allow.Allows(id, id, "GET", segs), "allows %s", tt.path)
+		assert.Equal(t, tt.deny, deny.Denies(id, id, "GET", tt.path), "denies %s", tt.path)
+		assert.False(t, deny.Denies(id, id, "POST", tt.path), "another method: %s", tt.path)
+	}
 }

@@ -70,7 +70,7 @@ func (c ruleCase) check(t *testing.T) {
 		segs = strings.Split(rest, "/")
 	}
 	if !c.deny {
-		if want := r.Match(c.dst, c.src, c.method, segs); got != want {
+		if want := r.Allows(c.dst, c.src, c.method, segs); got != want {
 			t.Fatalf("allow rule %s: OPA allows %v, Go matches %v", text, got, want)
 		}
 		return
@@ -82,7 +82,7 @@ func (c ruleCase) check(t *testing.T) {
 	if src == "" && r.Caller.String() == "*" {
 		src = "spiffe://anyone" // "*" denies a request without identity too
 	}
-	want := r.Match(c.dst, src, c.method, segs)
+	want := r.Denies(c.dst, src, c.method, path)
 	switch {
 	case want && got:
 		t.Fatalf("deny rule %s: OPA allows what Go matches", text)

@@ -25,3 +25,35 @@ func TestRedteamDenyIgnoresContentType(t *testing.T) {
 		{"deny, audited, allowed any segment, grpc content type", grpc(mtls(cart, web, "GET", "/cart/0?/panel")), denied},
 	})
 }
+
+// Another spelling of a denied route is denied too, in audit mode and
+// whatever an operator's allow rule admits: a server that merges slashes,
+// drops "." segments or decodes the path serves the denied route.
+func TestDenyCatchesOtherSpellings(t *testing.T) {
+	p := opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball)
+	var cases []modeCase
+	for _, path := range []string{"/cart/0/", "//cart/0", "/cart//0", "/cart/./0", "/cart/%30", "/%63art/0", "/cart/x/../0", "/cart/%2e%2e/0", "/cart/%zz", `/cart\0`} {
+		cases = append(cases, modeCase{"audited " + path, mtls(cart, web, "GET", path), denied})
+	}
+	cases = append(cases,
+		modeCase{"audited, no deny rule", mtls(cart, web, "GET", "/cart/1/"), wouldDeny},
+		modeCase{"enforced, dot segments in a learned callee", mtls(balances, frontend, "GET", "/balances/./0"), denied},
+		modeCase{"unseen, encoded admin", mtls(fresh, web, "GET", "/%61dmin/users"), denied},
+	)
+	checkOutcomes(t, p, cases)
+}
+
+// An operator's {id} and /** admit no detour: dot segments, encodings and
+// empty segments are not the operator's route.
+func TestOperatorAllowAdmitsNoDetour(t *testing.T) {
+	p := opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball)
+	var cases []modeCase
+	for _, path := range []string{"/debug/../balances/0", "/debug/pprof/../../balances/0", "/debug/%2e%2e/balances/0", "/debug/./x", "/debug//x", "/debug/a%2Fb", `/debug/a\b`} {
+		cases = append(cases, modeCase{"detour " + path, mtls(balances, ops, "GET", path), denied})
+	}
+	cases = append(cases,
+		modeCase{"the operator's route", mtls(balances, ops, "GET", "/debug/pprof/heap"), allowed},
+		modeCase{"with a trailing slash", mtls(balances, ops, "GET", "/debug/pprof/"), allowed},
+	)
+	checkOutcomes(t, p, cases)
+}

@@ -103,10 +103,24 @@ grpc if startswith(lower(input.attributes.request.http.headers["content-type"]),
 
 segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
 
-# A deny rule also matches the path without its query when the content
-# type says gRPC: the content type is the caller's to choose, and a server
-# that routes on the path alone serves the denied route whatever it says.
-deny_segments := split(trim_prefix(path_without_query, "/"), "/") if startswith(path_without_query, "/")
+# The path as a server may read it, for deny rules: without its query
+# (whatever content type the caller chose), decoded, with empty and "."
+# segments dropped, so that /cart//0, /cart/./0, /cart/%30 and /cart/0/
+# are all /cart/0. A path that still names ".." once decoded, holds a
+# backslash or does not decode could lead anywhere: every deny rule for
+# its callee, caller and method forbids it.
+decoded_path := urlquery.decode(path_without_query)
+
+deny_segments := [s | some s in split(decoded_path, "/"); not {"", "."}[s]]
+
+unreadable_path if not decoded_path
+
+unreadable_path if contains(decoded_path, `\`)
+
+unreadable_path if {
+	some s in deny_segments
+	s == ".."
+}
 
 segment_matches(want, got) if want == got
 
@@ -213,6 +227,7 @@ denied if {
 
 operator_allows(rule) if {
 	valid_id(source)
+	clean_path
 	id_matches(rule.caller, id_path(source))
 	some method in {"*", input.attributes.request.http.method}
 	rule.methods[method]
@@ -230,10 +245,27 @@ operator_denies(rule) if {
 
 denied_route(r) if request_route(r)
 
-denied_route(r) if {
-	grpc
-	route_matches(r, deny_segments)
+denied_route(r) if route_matches(r, deny_segments)
+
+denied_route(_) if unreadable_path
+
+# An operator's allow rule admits only a path with no other spelling: no
+# "." or ".." segment, nothing percent-encoded, no backslash and no empty
+# segment but a trailing one. Its {id} and /** never reach a route by a
+# detour (/debug/../balances/0).
+clean_path if {
+	every i, s in segments {
+		clean_segment(i, s)
+	}
 }
+
+clean_segment(_, s) if {
+	not {"", ".", ".."}[s]
+	not contains(s, "%")
+	not contains(s, `\`)
+}
+
+clean_segment(i, "") if i == count(segments) - 1
 
 # "*" in a deny rule is anyone, with an identity or without one: the side
 # is no argument, since a call with an undefined argument is undefined.
