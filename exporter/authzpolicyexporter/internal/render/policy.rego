@@ -95,8 +95,10 @@ valid_id(id) if {
 # is no part of it, so a gRPC request's path is taken whole.
 request_path := input.attributes.request.http.path if {
 	grpc
-} else := path_without_query
+} else := split(input.attributes.request.http.path, "?")[0]
 
+# The same, for deny rules whatever the content type; spelled out again
+# above, since one more rule on every request's path costs.
 path_without_query := split(input.attributes.request.http.path, "?")[0]
 
 grpc if startswith(lower(input.attributes.request.http.headers["content-type"]), "application/grpc")
