@@ -17,11 +17,19 @@ func (r Rule) Match(callee, caller, method string, segs []string) bool {
 // Allows reports whether allow rule r grants a request whose path has the
 // raw segments segs. Only a path with no other spelling qualifies: no "."
 // or ".." segment, nothing percent-encoded, no backslash and no empty
-// segment but a trailing one, so that a wildcard never reaches a route by
-// a detour (/debug/../balances/0).
+// segment but a trailing one, also before a segment's path parameters
+// ("..;x"), so that a wildcard never reaches a route by a detour
+// (/debug/../balances/0, /debug/..;/balances/0).
 func (r Rule) Allows(callee, caller, method string, segs []string) bool {
 	for i, s := range segs {
-		if s == "" && i < len(segs)-1 || s == "." || s == ".." || strings.ContainsAny(s, `%\`) {
+		if s == "" {
+			if i < len(segs)-1 {
+				return false
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(s, ";")
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(s, `%\`) {
 			return false
 		}
 	}
@@ -30,10 +38,11 @@ func (r Rule) Allows(callee, caller, method string, segs []string) bool {
 
 // Denies reports whether deny rule r forbids a request for path (without
 // its query): as written, or as a server may read it, decoded with empty
-// and "." segments dropped (/cart//0, /cart/%30 and /cart/0/ are /cart/0).
-// A path that names ".." once decoded, holds a backslash or does not
-// decode could lead anywhere, and is forbidden whenever r's callee, caller
-// and method match.
+// and "." segments dropped (/cart//0, /cart/%30 and /cart/0/ are /cart/0),
+// and also without each segment's path parameters (/cart;v=1/0). A path
+// that names ".." once decoded (also before path parameters, "..;x"),
+// holds a backslash or does not decode could lead anywhere, and is
+// forbidden whenever r's callee, caller and method match.
 func (r Rule) Denies(callee, caller, method, path string) bool {
 	if !r.key(callee, caller, method) {
 		return false
@@ -46,17 +55,25 @@ func (r Rule) Denies(callee, caller, method, path string) bool {
 	if err != nil || strings.Contains(decoded, `\`) {
 		return true
 	}
-	var norm []string
+	var norm, params []string
 	for s := range strings.SplitSeq(decoded, "/") {
-		switch s {
-		case "", ".":
+		if s == "" || s == "." {
+			continue
+		}
+		name, _, _ := strings.Cut(s, ";")
+		switch name {
 		case "..":
 			return true
+		case "", ".":
 		default:
-			norm = append(norm, s)
+			params = append(params, name)
 		}
+		norm = append(norm, s)
 	}
-	return slices.ContainsFunc(r.Routes, func(own Route) bool { return own.Match(raw) || own.Match(norm) })
+	semi := strings.Contains(decoded, ";")
+	return slices.ContainsFunc(r.Routes, func(own Route) bool {
+		return own.Match(raw) || own.Match(norm) || semi && own.Match(params)
+	})
 }
 
 // Covers reports whether r matches every request that the learned route

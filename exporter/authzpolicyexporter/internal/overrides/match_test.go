@@ -179,6 +179,13 @@ deny:
 		{"/cart/%30", false, true},
 		{"/cart/%zz", false, true},
 		{"/cart/1", false, false},
+		{"/debug/..;/cart/1", false, true},
+		{"/debug/.;x/y", false, false},
+		{"/debug/;/y", false, false},
+		{"/debug/pprof;x=1/heap", true, false},
+		{"/cart;v=1/0", false, true},
+		{"/cart/0;jsessionid=1", false, true},
+		{"/cart/;x/0", false, true},
 	} {
 		var segs []string
 		if rest, ok := strings.CutPrefix(tt.path, "/"); ok {

@@ -110,6 +110,14 @@ func operatorSeeds() []ruleCase {
 		{true, false, bankAny, "*", "DELETE", "/**", "spiffe://example.org/ns/bank/sa/new", "", "DELETE", ""},
 		{true, false, bankAny, frontend, "DELETE", "/**", payments, payments, "DELETE", "/x"},
 		{true, true, "*", "spiffe://example.org/**", "*", "/admin/{id:uuid}/**", balances, frontend + "/", "GET", "/admin/0b5e2c3a-1d4f-4e6a-9b8c-7d6e5f4a3b2c"},
+		// Path parameters: dropped by some servers, never a detour.
+		{false, true, "*", "*", "*", "/debug/{name}/**", balances, frontend, "GET", "/debug/..;/balances/1"},
+		{false, true, "*", "*", "*", "/debug/{name}/**", balances, frontend, "GET", "/debug/pprof;x=1/heap"},
+		{false, true, "*", "*", "*", "/debug/{name}/**", balances, frontend, "GET", "/debug/x/;"},
+		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/balances;v=1/0"},
+		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/balances/0;jsessionid=1"},
+		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/x/..;/balances/1"},
+		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/balances/;/1"},
 	}
 }
 

@@ -31,10 +31,7 @@ func TestRedteamDenyIgnoresContentType(t *testing.T) {
 // drops "." segments or decodes the path serves the denied route.
 func TestDenyCatchesOtherSpellings(t *testing.T) {
 	p := opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball)
-	var cases []modeCase
-	for _, path := range []string{"/cart/0/", "//cart/0", "/cart//0", "/cart/./0", "/cart/%30", "/%63art/0", "/cart/x/../0", "/cart/%2e%2e/0", "/cart/%zz", `/cart\0`} {
-		cases = append(cases, modeCase{"audited " + path, mtls(cart, web, "GET", path), denied})
-	}
+	cases := getEach("audited ", cart, web, denied, "/cart/0/", "//cart/0", "/cart//0", "/cart/./0", "/cart/%30", "/%63art/0", "/cart/x/../0", "/cart/%2e%2e/0", "/cart/%zz", `/cart\0`)
 	cases = append(cases,
 		modeCase{"audited, no deny rule", mtls(cart, web, "GET", "/cart/1/"), wouldDeny},
 		modeCase{"enforced, dot segments in a learned callee", mtls(balances, frontend, "GET", "/balances/./0"), denied},
@@ -47,13 +44,37 @@ func TestDenyCatchesOtherSpellings(t *testing.T) {
 // empty segments are not the operator's route.
 func TestOperatorAllowAdmitsNoDetour(t *testing.T) {
 	p := opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball)
-	var cases []modeCase
-	for _, path := range []string{"/debug/../balances/0", "/debug/pprof/../../balances/0", "/debug/%2e%2e/balances/0", "/debug/./x", "/debug//x", "/debug/a%2Fb", `/debug/a\b`} {
-		cases = append(cases, modeCase{"detour " + path, mtls(balances, ops, "GET", path), denied})
-	}
+	cases := getEach("detour ", balances, ops, denied, "/debug/../balances/0", "/debug/pprof/../../balances/0", "/debug/%2e%2e/balances/0", "/debug/./x", "/debug//x", "/debug/a%2Fb", `/debug/a\b`)
 	cases = append(cases,
 		modeCase{"the operator's route", mtls(balances, ops, "GET", "/debug/pprof/heap"), allowed},
 		modeCase{"with a trailing slash", mtls(balances, ops, "GET", "/debug/pprof/"), allowed},
 	)
 	checkOutcomes(t, p, cases)
+}
+
+// Path parameters (";" in a segment) are dropped by servers that read them
+// (Servlet containers, Spring): /cart;v=1/0 is /cart/0 there, and
+// /debug/..;/balances/0 is /balances/0. A deny rule matches such a path as
+// the server reads it, and an operator's {name} or /** never admits a dot
+// segment hidden behind path parameters.
+func TestRedteamPathParameters(t *testing.T) {
+	p := opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball)
+	cases := getEach("deny, audited ", cart, web, denied, "/cart;v=1/0", "/cart/0;jsessionid=1", "/cart/;x/0", "/cart/x/..;/0", "/cart/.;/0")
+	cases = append(cases, getEach("deny any callee, unseen ", fresh, web, denied, "/admin;x/users", "/admin;/users")...)
+	cases = append(cases, getEach("allow detour ", balances, ops, denied, "/debug/..;/balances/1", "/debug/..;x=1/balances/1", "/debug/;/x")...)
+	cases = append(cases,
+		modeCase{"allow and deny detour", mtls(balances, ops, "GET", "/debug/..;/balances/0"), denied},
+		modeCase{"allow, parameters inside the route", mtls(balances, ops, "GET", "/debug/pprof;x=1/heap"), allowed},
+		modeCase{"audited, parameters, no deny rule", mtls(cart, web, "GET", "/cart;v=1/1"), wouldDeny},
+	)
+	checkOutcomes(t, p, cases)
+}
+
+// getEach is one case per path: a GET from src to dst with outcome want.
+func getEach(name, dst, src string, want outcome, paths ...string) []modeCase {
+	cases := make([]modeCase, len(paths))
+	for i, path := range paths {
+		cases[i] = modeCase{name + path, mtls(dst, src, "GET", path), want}
+	}
+	return cases
 }

@@ -108,12 +108,17 @@ segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_pat
 # The path as a server may read it, for deny rules: without its query
 # (whatever content type the caller chose), decoded, with empty and "."
 # segments dropped, so that /cart//0, /cart/./0, /cart/%30 and /cart/0/
-# are all /cart/0. A path that still names ".." once decoded, holds a
-# backslash or does not decode could lead anywhere: every deny rule for
-# its callee, caller and method forbids it.
+# are all /cart/0. A path that still names ".." once decoded (also before
+# path parameters, "..;x"), holds a backslash or does not decode could
+# lead anywhere: every deny rule for its callee, caller and method forbids
+# it.
 decoded_path := urlquery.decode(path_without_query)
 
 deny_segments := [s | some s in split(decoded_path, "/"); not {"", "."}[s]]
+
+# The same without each segment's path parameters, as a server that drops
+# them reads /cart;v=1/0: /cart/0.
+param_segments := [n | some s in deny_segments; n := split(s, ";")[0]; not {"", "."}[n]]
 
 unreadable_path if not decoded_path
 
@@ -121,7 +126,7 @@ unreadable_path if contains(decoded_path, `\`)
 
 unreadable_path if {
 	some s in deny_segments
-	s == ".."
+	split(s, ";")[0] == ".."
 }
 
 segment_matches(want, got) if want == got
@@ -249,12 +254,18 @@ denied_route(r) if request_route(r)
 
 denied_route(r) if route_matches(r, deny_segments)
 
+denied_route(r) if {
+	contains(decoded_path, ";")
+	route_matches(r, param_segments)
+}
+
 denied_route(_) if unreadable_path
 
 # An operator's allow rule admits only a path with no other spelling: no
 # "." or ".." segment, nothing percent-encoded, no backslash and no empty
-# segment but a trailing one. Its {id} and /** never reach a route by a
-# detour (/debug/../balances/0).
+# segment but a trailing one, also before a segment's path parameters
+# ("..;x"). Its {id} and /** never reach a route by a detour
+# (/debug/../balances/0, /debug/..;/balances/0).
 clean_path if {
 	every i, s in segments {
 		clean_segment(i, s)
@@ -262,7 +273,7 @@ clean_path if {
 }
 
 clean_segment(_, s) if {
-	not {"", ".", ".."}[s]
+	not {"", ".", ".."}[split(s, ";")[0]]
 	not contains(s, "%")
 	not contains(s, `\`)
 }
