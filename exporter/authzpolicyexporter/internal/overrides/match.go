@@ -37,7 +37,9 @@ func (r Rule) Allows(callee, caller, method string, segs []string) bool {
 }
 
 // Denies reports whether deny rule r forbids a request for path (without
-// its query): as written, or as a server may read it, decoded with empty
+// its query), against each of r's routes as written and with its literals
+// decoded: as written, or as a server may read it, decoded ("+" is a
+// plus sign in a path) with empty
 // and "." segments dropped (/cart//0, /cart/%30 and /cart/0/ are /cart/0),
 // and also without each segment's path parameters (/cart;v=1/0). A path
 // that names ".." once decoded (also before path parameters, "..;x"),
@@ -51,7 +53,7 @@ func (r Rule) Denies(callee, caller, method, path string) bool {
 	if rest, ok := strings.CutPrefix(path, "/"); ok {
 		raw = strings.Split(rest, "/")
 	}
-	decoded, err := url.QueryUnescape(path)
+	decoded, err := url.PathUnescape(path)
 	if err != nil || strings.Contains(decoded, `\`) {
 		return true
 	}
@@ -71,9 +73,34 @@ func (r Rule) Denies(callee, caller, method, path string) bool {
 		norm = append(norm, s)
 	}
 	semi := strings.Contains(decoded, ";")
-	return slices.ContainsFunc(r.Routes, func(own Route) bool {
+	match := func(own Route) bool {
 		return own.Match(raw) || own.Match(norm) || semi && own.Match(params)
+	}
+	return slices.ContainsFunc(r.Routes, func(own Route) bool {
+		dec, ok := own.Decoded()
+		return match(own) || ok && match(dec)
 	})
+}
+
+// Decoded returns r with its literals percent-decoded, as a server reads
+// them (/caf%C3%A9 is also /caf%c3%a9 and /%63af%C3%A9), and whether that
+// differs from r. A deny rule matches a path in both spellings.
+func (r Route) Decoded() (Route, bool) {
+	d, changed := r, false
+	for i, s := range r.Segments {
+		if s.Any || s.Wild != 0 || !strings.Contains(s.Lit, "%") {
+			continue
+		}
+		lit, err := url.PathUnescape(s.Lit)
+		if err != nil || lit == s.Lit {
+			continue
+		}
+		if !changed {
+			d.Segments, changed = slices.Clone(r.Segments), true
+		}
+		d.Segments[i].Lit = lit
+	}
+	return d, changed
 }
 
 // Covers reports whether r matches every request that the learned route

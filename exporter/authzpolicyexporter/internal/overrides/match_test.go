@@ -186,6 +186,7 @@ deny:
 		{"/cart;v=1/0", false, true},
 		{"/cart/0;jsessionid=1", false, true},
 		{"/cart/;x/0", false, true},
+		{"/cart/0+", false, false},
 	} {
 		var segs []string
 		if rest, ok := strings.CutPrefix(tt.path, "/"); ok {
@@ -194,5 +195,22 @@ deny:
 		assert.Equal(t, tt.allows, allow.Allows(id, id, "GET", segs), "allows %s", tt.path)
 		assert.Equal(t, tt.deny, deny.Denies(id, id, "GET", tt.path), "denies %s", tt.path)
 		assert.False(t, deny.Denies(id, id, "POST", tt.path), "another method: %s", tt.path)
+	}
+}
+
+func TestDeniesLiteralsAsAServerReadsThem(t *testing.T) {
+	set, err := Parse("rules.yaml", []byte(`
+deny:
+  - {callee: "*", caller: "*", methods: ["*"], routes: ["/c++/admin", "/caf%C3%A9", "/a%2Bb/{id:int}"]}
+`))
+	require.NoError(t, err)
+	deny := set.Deny[0]
+	const id = "spiffe://example.org/a"
+	for path, want := range map[string]bool{
+		"/c++/admin": true, "/c+%2B/admin": true, "/c++/%61dmin": true, "/c%20%20/admin": false,
+		"/caf%C3%A9": true, "/caf%c3%a9": true, "/%63af%C3%A9": true, "/cafe": false,
+		"/a%2Bb/1": true, "/a%2bb/1": true, "/a+b/1": true, "/a+%62/%31": true, "/a%20b/1": false, "/a+b/x": false,
+	} {
+		assert.Equal(t, want, deny.Denies(id, id, "GET", path), "denies %s", path)
 	}
 }

@@ -84,7 +84,7 @@ func operatorData(opts Options, learned map[string]bool) map[string]any {
 		"modes":          rules,
 		"trust_domains":  tds,
 		"unseen_callees": unseen,
-		"overrides":      map[string]any{"allow": rulesJSON(allow), "deny": rulesJSON(deny)},
+		"overrides":      map[string]any{"allow": rulesJSON(allow, false), "deny": rulesJSON(deny, true)},
 	}
 }
 
@@ -99,7 +99,10 @@ func naming(rules []overrides.Rule, id string) []int {
 	return out
 }
 
-func rulesJSON(rules []overrides.Rule) []any {
+// rulesJSON lays out rules as the policy reads them. A deny rule's route
+// with percent-escaped literals is also listed decoded (decoded), as
+// overrides.Rule.Denies matches it.
+func rulesJSON(rules []overrides.Rule, decoded bool) []any {
 	out := make([]any, len(rules))
 	for i, r := range rules {
 		methods := map[string]bool{}
@@ -109,20 +112,12 @@ func rulesJSON(rules []overrides.Rule) []any {
 		if len(r.Methods) == 0 {
 			methods["*"] = true
 		}
-		routes := make([]any, len(r.Routes))
-		for j, rt := range r.Routes {
-			segs := make([]any, len(rt.Segments))
-			for k, s := range rt.Segments {
-				switch {
-				case s.Any:
-					segs[k] = wildcard{Type: "any"}
-				case s.Wild != 0:
-					segs[k] = wildcard{Type: s.Wild.String()}
-				default:
-					segs[k] = s.Lit
-				}
+		routes := make([]any, 0, len(r.Routes))
+		for _, rt := range r.Routes {
+			routes = append(routes, routeJSON(rt))
+			if dec, ok := rt.Decoded(); ok && decoded {
+				routes = append(routes, routeJSON(dec))
 			}
-			routes[j] = map[string]any{"segments": segs, "rest": rt.Rest}
 		}
 		out[i] = map[string]any{"callee": patternJSON(r.Callee), "caller": patternJSON(r.Caller), "methods": methods, "routes": routes}
 	}
@@ -135,4 +130,19 @@ func patternJSON(p spiffeid.Pattern) map[string]any {
 		segs = []string{}
 	}
 	return map[string]any{"segments": segs, "rest": p.Rest()}
+}
+
+func routeJSON(rt overrides.Route) map[string]any {
+	segs := make([]any, len(rt.Segments))
+	for k, s := range rt.Segments {
+		switch {
+		case s.Any:
+			segs[k] = wildcard{Type: "any"}
+		case s.Wild != 0:
+			segs[k] = wildcard{Type: s.Wild.String()}
+		default:
+			segs[k] = s.Lit
+		}
+	}
+	return map[string]any{"segments": segs, "rest": rt.Rest}
 }

@@ -118,6 +118,11 @@ func operatorSeeds() []ruleCase {
 		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/balances/0;jsessionid=1"},
 		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/x/..;/balances/1"},
 		{true, true, balances, "*", "*", "/balances/0", balances, frontend, "GET", "/balances/;/1"},
+		// "+" in a path, and literals with escapes in any spelling.
+		{true, true, balances, "*", "*", "/c++/admin", balances, frontend, "GET", "/c+%2B/admin"},
+		{true, true, balances, "*", "*", "/caf%C3%A9", balances, frontend, "GET", "/caf%c3%a9"},
+		{true, true, balances, "*", "*", "/a%2Bb/**", balances, frontend, "GET", "/a+b/x"},
+		{true, true, balances, "*", "*", "/a%20b", balances, frontend, "GET", "/a+b"},
 	}
 }
 

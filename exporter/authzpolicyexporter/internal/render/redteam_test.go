@@ -78,3 +78,24 @@ func getEach(name, dst, src string, want outcome, paths ...string) []modeCase {
 	}
 	return cases
 }
+
+// A server decodes a path as a path: "+" stays "+". A deny rule's literal
+// is matched as the server reads it too, whichever way its escapes are
+// spelled.
+func TestRedteamDenyLiteralSpellings(t *testing.T) {
+	opts := meshOptions(t)
+	opts.Overrides = parseRules(t, `
+deny:
+  - callee: spiffe://example.org/ns/shop/sa/cart
+    caller: "*"
+    methods: ["*"]
+    routes: ["/c++/admin", "/caf%C3%A9", "/a%2Bb"]
+`)
+	p := opatest.Load(t, renderOpts(t, meshRecords(), opts).Tarball)
+	cases := getEach("deny ", cart, web, denied, "/c++/admin", "/c+%2B/admin", "/c++/%61dmin", "/caf%C3%A9", "/caf%c3%a9", "/%63af%C3%A9", "/a%2Bb", "/a%2bb", "/a+b", "/a+%62")
+	cases = append(cases,
+		modeCase{"spaces are not plus signs", mtls(cart, web, "GET", "/c%20%20/admin"), wouldDeny},
+		modeCase{"another literal", mtls(cart, web, "GET", "/cafe"), wouldDeny},
+	)
+	checkOutcomes(t, p, cases)
+}

@@ -106,13 +106,14 @@ grpc if startswith(lower(input.attributes.request.http.headers["content-type"]),
 segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
 
 # The path as a server may read it, for deny rules: without its query
-# (whatever content type the caller chose), decoded, with empty and "."
-# segments dropped, so that /cart//0, /cart/./0, /cart/%30 and /cart/0/
-# are all /cart/0. A path that still names ".." once decoded (also before
-# path parameters, "..;x"), holds a backslash or does not decode could
-# lead anywhere: every deny rule for its callee, caller and method forbids
-# it.
-decoded_path := urlquery.decode(path_without_query)
+# (whatever content type the caller chose), decoded as a path ("+" stays a
+# plus sign), with empty and "." segments dropped, so that /cart//0,
+# /cart/./0, /cart/%30 and /cart/0/ are all /cart/0; a rule's route with
+# escaped literals is also listed decoded. A path that still names ".."
+# once decoded (also before path parameters, "..;x"), holds a backslash
+# or does not decode could lead anywhere: every deny rule for its callee,
+# caller and method forbids it.
+decoded_path := urlquery.decode(replace(path_without_query, "+", "%2B"))
 
 deny_segments := [s | some s in split(decoded_path, "/"); not {"", "."}[s]]
 
