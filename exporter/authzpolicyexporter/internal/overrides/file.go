@@ -54,6 +54,9 @@ func (f *File) Reload() (changed bool, err error) {
 		f.bad, f.pending = [sha256.Size]byte{}, [sha256.Size]byte{}
 		return false, nil
 	case sum == f.bad:
+		// Not reported again, but a read all the same: what was pending
+		// was not found twice in a row.
+		f.pending = [sha256.Size]byte{}
 		return false, nil
 	case sum != f.pending:
 		f.pending = sum // settled only if the next read finds it too

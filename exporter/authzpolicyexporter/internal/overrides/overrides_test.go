@@ -290,3 +290,28 @@ func TestReloadWaitsForTheFileToSettle(t *testing.T) {
 	assert.True(t, changed)
 	assert.Len(t, f.Rules().Deny, 3)
 }
+
+// "Two reads in a row" holds when a known bad content comes in between: a
+// content read once, then a bad one already refused, then the first again
+// has not settled.
+func TestReloadSettlesOnlyOnReadsInARow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "overrides.yaml")
+	const full = "deny:\n  - {callee: \"*\", caller: \"*\", methods: [DELETE], routes: [\"/**\"]}\n  - {callee: \"*\", caller: \"*\", methods: [PUT], routes: [\"/**\"]}\n"
+	const half = "deny:\n  - {callee: \"*\", caller: \"*\", methods: [DELETE], routes: [\"/**\"]}\n"
+	const bad = "deny:\n  - {callee: \"*\", caller: \"*\", method: [DELETE], routes: [\"/**\"]}\n"
+	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
+	write(full)
+	f, err := Open(path)
+	require.NoError(t, err)
+	write(bad)
+	_, _ = f.Reload()
+	_, err = f.Reload()
+	require.Error(t, err, "the bad content is refused")
+	for _, s := range []string{half, bad, half} {
+		write(s)
+		changed, err := f.Reload()
+		require.NoError(t, err)
+		assert.False(t, changed, "%q", s)
+	}
+	assert.Len(t, f.Rules().Deny, 2, "the half-written file was never used")
+}
