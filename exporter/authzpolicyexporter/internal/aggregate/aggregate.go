@@ -37,6 +37,22 @@ type Stats struct {
 	Origin uint8
 }
 
+// Merge adds the evidence of o: counts add up (a record counts at least
+// once), bits join, the earliest first and latest last sighting and the
+// strongest origin stay.
+func (s *Stats) Merge(o Stats) {
+	s.Count += max(o.Count, 1)
+	s.Buckets |= o.Buckets
+	s.Values |= o.Values
+	s.Origin = max(s.Origin, o.Origin)
+	if o.LastSeen.After(s.LastSeen) {
+		s.LastSeen = o.LastSeen
+	}
+	if o.FirstSeen.Before(s.FirstSeen) {
+		s.FirstSeen = o.FirstSeen
+	}
+}
+
 // Record is a key with its evidence.
 type Record struct {
 	Key
@@ -94,16 +110,7 @@ func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 	for i := range obs {
 		o := &obs[i]
 		if s, ok := a.entries[o.Key]; ok {
-			s.Count += max(o.Count, 1)
-			s.Buckets |= o.Buckets
-			s.Values |= o.Values
-			s.Origin = max(s.Origin, o.Origin)
-			if o.LastSeen.After(s.LastSeen) {
-				s.LastSeen = o.LastSeen
-			}
-			if o.FirstSeen.Before(s.FirstSeen) {
-				s.FirstSeen = o.FirstSeen
-			}
+			s.Merge(o.Stats)
 			continue
 		}
 		p := pair{o.Destination, o.Source}

@@ -2,11 +2,9 @@ package render
 
 import (
 	"maps"
-	"slices"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
-	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
 
@@ -16,18 +14,6 @@ const (
 	UnseenAudit = "audit"
 	UnseenDeny  = "deny"
 )
-
-func denyRules(s *overrides.Set) []overrides.Rule {
-	if s == nil {
-		return nil
-	}
-	return s.Deny
-}
-
-// covered reports whether a deny rule matches every request rt admits.
-func covered(deny []overrides.Rule, dst, src, method string, rt route.Route) bool {
-	return slices.ContainsFunc(deny, func(r overrides.Rule) bool { return r.Covers(dst, src, method, rt) })
-}
 
 // operatorData is everything the policy reads besides the grants: each
 // known callee's mode and the operator rules that name it, and what to do

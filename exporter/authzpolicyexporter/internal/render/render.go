@@ -145,7 +145,6 @@ type input struct {
 // counted rather than failing the whole bundle.
 func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bundle, error) {
 	type group struct{ dst, src, method string }
-	deny := denyRules(opts.Overrides)
 	inputs := map[group][]input{}
 	// learned are the callees of the records: known to the bundle, with
 	// grants or with their routes all denied.
@@ -159,7 +158,7 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 		}
 		learned[r.Destination] = true
 		// Denied before the backstop, so that they never widen a wildcard.
-		if covered(deny, r.Destination, r.Source, r.Method, rt) {
+		if opts.Overrides.Denies(r.Destination, r.Source, r.Method, rt) {
 			out.Denied = append(out.Denied, Rule{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: rt})
 			continue
 		}
@@ -179,7 +178,7 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 		evidence := merge(generalized, in)
 		for i, rt := range generalized {
 			rule := Rule{Destination: g.dst, Source: g.src, Method: g.method, Route: rt}
-			if covered(deny, g.dst, g.src, g.method, rt) {
+			if opts.Overrides.Denies(g.dst, g.src, g.method, rt) {
 				out.Denied = append(out.Denied, rule)
 				continue
 			}
@@ -324,16 +323,9 @@ func merge(generalized []route.Route, in []input) []Evidence {
 			st.Values = aggregate.ValueBit(x.route.String())
 		}
 		if e.Count == 0 {
-			e.FirstSeen, e.LastSeen = st.FirstSeen, st.LastSeen
-		}
-		e.Count += st.Count
-		e.Buckets |= st.Buckets
-		e.Values |= st.Values
-		if st.FirstSeen.Before(e.FirstSeen) {
-			e.FirstSeen = st.FirstSeen
-		}
-		if st.LastSeen.After(e.LastSeen) {
-			e.LastSeen = st.LastSeen
+			e.Stats = st
+		} else {
+			e.Stats.Merge(st)
 		}
 	}
 	return out
