@@ -37,14 +37,14 @@ func (r Rule) Allows(callee, caller, method string, segs []string) bool {
 }
 
 // Denies reports whether deny rule r forbids a request for path (without
-// its query), against each of r's routes as written and with its literals
-// decoded: as written, or as a server may read it, decoded ("+" is a
-// plus sign in a path) with empty
-// and "." segments dropped (/cart//0, /cart/%30 and /cart/0/ are /cart/0),
-// and also without each segment's path parameters (/cart;v=1/0). A path
-// that names ".." once decoded (also before path parameters, "..;x"),
-// holds a backslash or does not decode could lead anywhere, and is
-// forbidden whenever r's callee, caller and method match.
+// its query). Each of r's routes, as written and with its literals decoded,
+// is matched against the path as written and as a server may read it:
+// decoded ("+" is a plus sign in a path), with empty and "." segments
+// dropped (/cart//0, /cart/%30 and /cart/0/ are /cart/0), and without each
+// segment's path parameters (/cart;v=1/0). A path that names ".." once
+// decoded (also before path parameters, "..;x"), holds a backslash or does
+// not decode could lead anywhere, and is forbidden whenever r's callee,
+// caller and method match.
 func (r Rule) Denies(callee, caller, method, path string) bool {
 	if !r.key(callee, caller, method) {
 		return false
@@ -111,14 +111,6 @@ func (r Rule) Covers(callee, caller, method string, rt route.Route) bool {
 	return r.some(callee, caller, method, func(own Route) bool { return own.covers(rt) })
 }
 
-// Overlaps reports whether r matches some request that the learned route
-// rt admits for callee, caller and method, so that a deny must be checked
-// when deciding. Segment by segment it is exact; callers may rely only on
-// it never missing an overlap.
-func (r Rule) Overlaps(callee, caller, method string, rt route.Route) bool {
-	return r.some(callee, caller, method, func(own Route) bool { return own.overlaps(rt) })
-}
-
 // some reports whether r applies to callee, caller and method and f holds
 // for one of its routes.
 func (r Rule) some(callee, caller, method string, f func(Route) bool) bool {
@@ -166,18 +158,15 @@ func (s Segment) match(v string) bool {
 	return s.Lit == v
 }
 
-func (r Route) covers(rt route.Route) bool   { return r.pairs(rt, Segment.covers) }
-func (r Route) overlaps(rt route.Route) bool { return r.pairs(rt, Segment.overlaps) }
-
-// pairs reports whether r admits paths of rt's length and f holds for each
-// of r's segments with rt's segment in its place; rt's segments past them
-// are in r's Rest, which admits anything.
-func (r Route) pairs(rt route.Route, f func(Segment, route.Segment) bool) bool {
+// covers reports whether r admits every path rt admits: a length r admits,
+// and each of r's segments covering rt's in its place; rt's segments past
+// them are in r's Rest, which admits anything.
+func (r Route) covers(rt route.Route) bool {
 	if !r.length(len(rt)) {
 		return false
 	}
 	for i, s := range r.Segments {
-		if !f(s, rt[i]) {
+		if !s.covers(rt[i]) {
 			return false
 		}
 	}
@@ -193,27 +182,4 @@ func (s Segment) covers(l route.Segment) bool {
 		return true // a wildcard never admits the empty segment
 	}
 	return s.Wild != 0 && route.Join(l.Wild, s.Wild) == s.Wild
-}
-
-// overlaps reports whether s admits some value l admits.
-func (s Segment) overlaps(l route.Segment) bool {
-	switch {
-	case l.Wild == 0:
-		return s.match(l.Lit)
-	case s.Any:
-		return true // every wildcard admits some non-empty segment
-	case s.Wild == 0:
-		return l.Wild.Matches(s.Lit)
-	}
-	return typesMeet(l.Wild, s.Wild)
-}
-
-// typesMeet reports whether some segment is admitted by both a and b. The
-// types nest (see route.Join) but for UUID, which shares values with ID
-// and Token only: a UUID has a '-', which Int and Hex never admit.
-func typesMeet(a, b route.Type) bool {
-	if a == route.UUID {
-		a, b = b, a
-	}
-	return b != route.UUID || a != route.Int && a != route.Hex
 }
