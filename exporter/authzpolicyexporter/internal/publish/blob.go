@@ -85,19 +85,10 @@ func BucketURL(rawURL string) (string, error) {
 // Publish uploads b as bundle.tar.gz unless the object in place already
 // carries its revision, so OPA's conditional polling keeps getting 304s.
 func (p *Blob) Publish(ctx context.Context, b *render.Bundle) (bool, error) {
-	attrs, err := p.bucket.Attributes(ctx, BundleName)
-	switch {
-	case err == nil && attrs.Metadata[revisionKey] == b.Revision:
-		return false, nil
-	case err != nil && gcerrors.Code(err) != gcerrors.NotFound:
+	if same, err := p.inPlace(ctx, BundleName, b.Revision); same || err != nil {
 		return false, err
 	}
-	sum := md5.Sum(b.Tarball) //nolint:gosec // see import
-	opts := &blob.WriterOptions{
-		ContentType: ContentType,
-		ContentMD5:  sum[:],
-		Metadata:    map[string]string{revisionKey: b.Revision},
-	}
+	opts := writerOptions(b.Revision, b.Tarball)
 	if p.keep > 0 {
 		if err := p.bucket.WriteAll(ctx, revisionsDir+b.Revision+".tar.gz", b.Tarball, opts); err != nil {
 			return false, err
@@ -112,6 +103,30 @@ func (p *Blob) Publish(ctx context.Context, b *render.Bundle) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// inPlace reports whether the object at key carries revision.
+func (p *Blob) inPlace(ctx context.Context, key, revision string) (bool, error) {
+	attrs, err := p.bucket.Attributes(ctx, key)
+	switch {
+	case err == nil:
+		return attrs.Metadata[revisionKey] == revision, nil
+	case gcerrors.Code(err) == gcerrors.NotFound:
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// writerOptions are an uploaded bundle's: what OPA expects as its content
+// type, the stores' integrity check, and its revision as metadata.
+func writerOptions(revision string, tarball []byte) *blob.WriterOptions {
+	sum := md5.Sum(tarball) //nolint:gosec // see import
+	return &blob.WriterOptions{
+		ContentType: ContentType,
+		ContentMD5:  sum[:],
+		Metadata:    map[string]string{revisionKey: revision},
+	}
 }
 
 // prune keeps the newest p.keep revisions.

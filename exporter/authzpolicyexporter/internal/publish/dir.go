@@ -28,6 +28,9 @@ type Publisher interface {
 	// Publish reports false, and writes nothing, when the bundle in place
 	// already has the same revision.
 	Publish(ctx context.Context, b *render.Bundle) (changed bool, err error)
+	// PublishObject writes another bundle, a callee's own, at key below
+	// the output, and reports false when the one in place has revision.
+	PublishObject(ctx context.Context, key, revision string, tarball []byte) (changed bool, err error)
 	// Fetch returns the bundle in place, or nil if there is none.
 	Fetch(ctx context.Context) ([]byte, error)
 	Close() error

@@ -162,11 +162,17 @@ func checkOutcomes(t *testing.T, p *opatest.Policy, tests []modeCase) {
 }
 
 func TestModesMesh(t *testing.T) {
-	p := opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball)
-	noSource := func(dst, method, path string) request {
-		return request{NoHeader: true, DestinationPrincipal: dst, Method: method, Path: path}
-	}
-	checkOutcomes(t, p, []modeCase{
+	checkOutcomes(t, opatest.Load(t, renderOpts(t, meshRecords(), meshOptions(t)).Tarball), meshCases())
+}
+
+// noSource is a request to dst whose caller has no identity.
+func noSource(dst, method, path string) request {
+	return request{NoHeader: true, DestinationPrincipal: dst, Method: method, Path: path}
+}
+
+// meshCases are decisions of the mesh's bundle.
+func meshCases() []modeCase {
+	return []modeCase{
 		// Enforced: only what was learned or granted.
 		{"enforced, learned literal", mtls(balances, frontend, "GET", "/balances/summary"), allowed},
 		{"enforced, learned wildcard", mtls(balances, frontend, "GET", "/balances/42"), allowed},
@@ -255,7 +261,7 @@ func TestModesMesh(t *testing.T) {
 		{"operator allow, caller not canonical", mtls(payments, ops+"/", "GET", "/metrics"), denied},
 		{"operator allow, caller with dot segment", mtls(payments, ops+"/..", "GET", "/metrics"), denied},
 		{"deny, caller not canonical", mtls(cart, web+"/", "GET", "/cart/0"), denied},
-	})
+	}
 }
 
 // What unseen callees get without trust domains, with unseen callees

@@ -15,12 +15,11 @@ const (
 	UnseenDeny  = "deny"
 )
 
-// operatorData is everything the policy reads besides the grants: each
-// known callee's mode and the operator rules that name it, and what to do
-// for callees the bundle does not know. A learned callee Options.Callees
-// leaves out (one past the lifecycle's limit) is enforced: taken for an
-// unseen one, it could be audited.
-func operatorData(opts Options, learned map[string]bool) map[string]any {
+// calleeEntries are each known callee's mode and the operator rules that
+// name it. A learned callee Options.Callees leaves out (one past the
+// lifecycle's limit) is enforced: taken for an unseen one, it could be
+// audited.
+func calleeEntries(opts Options, learned map[string]bool) map[string]any {
 	var allow, deny []overrides.Rule
 	if opts.Overrides != nil {
 		allow, deny = opts.Overrides.Allow, opts.Overrides.Deny
@@ -44,6 +43,17 @@ func operatorData(opts Options, learned map[string]bool) map[string]any {
 		}
 		callees[id] = c
 	}
+	return callees
+}
+
+// sharedData is what the policy reads besides the grants and the known
+// callees, the same in every bundle: the operator's modes and rules, and
+// what to do for callees the bundle does not know.
+func sharedData(opts Options) map[string]any {
+	var allow, deny []overrides.Rule
+	if opts.Overrides != nil {
+		allow, deny = opts.Overrides.Allow, opts.Overrides.Deny
+	}
 	rules := make([]any, 0, len(opts.ModeRules))
 	for _, r := range opts.ModeRules {
 		ps := make([]any, len(r.Callees))
@@ -66,7 +76,6 @@ func operatorData(opts Options, learned map[string]bool) map[string]any {
 	}
 	return map[string]any{
 		"unseen_audit":   unseenAudit,
-		"callees":        callees,
 		"modes":          rules,
 		"trust_domains":  tds,
 		"unseen_callees": unseen,

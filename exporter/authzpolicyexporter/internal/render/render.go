@@ -7,17 +7,17 @@ import (
 	"context"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"path"
+	"hash"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
@@ -71,6 +71,11 @@ type Options struct {
 	// deny rule is also checked by the policy at each decision, so that a
 	// learned wildcard never reopens what it denies.
 	Overrides *overrides.Set
+	// PerCallee also renders each known callee's own bundle
+	// (Bundle.Callees).
+	PerCallee bool
+	// Cache, when set, keeps each callee's rendering for the next call.
+	Cache *Cache
 	// Signing, when set, signs the bundle: the tarball and Files gain
 	// /.signatures.json. RS256 and HS256 signatures are deterministic, so
 	// the same aggregate and key still give the same bytes; ES256
@@ -105,6 +110,8 @@ type Bundle struct {
 	Evidence []Evidence
 	// Denied are learned routes left out because a deny rule covers them.
 	Denied []Rule
+	// Callees are the callees' own bundles (Options.PerCallee), by ID.
+	Callees []*CalleeBundle
 	// Skipped counts records that could not be rendered.
 	Skipped int
 }
@@ -134,145 +141,101 @@ type wildcard struct {
 	Type string `json:"type"`
 }
 
-// input is one record's route for generalization.
-type input struct {
-	route route.Route
-	stats aggregate.Stats
-}
-
 // Render builds, compiles and serializes the bundle for records, which need
 // not be sorted. A record with an invalid identity or route is skipped and
-// counted rather than failing the whole bundle.
+// counted rather than failing the whole bundle. With opts.Cache, a callee
+// whose records, mode and operator data are those of the last call is not
+// rendered again.
 func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bundle, error) {
-	type group struct{ dst, src, method string }
-	inputs := map[group][]input{}
-	// learned are the callees of the records: known to the bundle, with
-	// grants or with their routes all denied.
-	learned := map[string]bool{}
 	out := &Bundle{}
+	byDst := map[string][]aggregate.Record{}
 	for _, r := range records {
-		rt, err := route.ParseKey(r.Route)
-		if err != nil || spiffeid.Validate(r.Destination) != nil || spiffeid.Validate(r.Source) != nil || !route.ValidMethod(r.Method) {
+		if spiffeid.Validate(r.Destination) != nil || spiffeid.Validate(r.Source) != nil || !route.ValidMethod(r.Method) {
 			out.Skipped++
 			continue
 		}
-		learned[r.Destination] = true
-		// Denied before the backstop, so that they never widen a wildcard.
-		if opts.Overrides.Denies(r.Destination, r.Source, r.Method, rt) {
-			out.Denied = append(out.Denied, Rule{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: rt})
-			continue
-		}
-		g := group{r.Destination, r.Source, r.Method}
-		inputs[g] = append(inputs[g], input{rt, r.Stats})
+		byDst[r.Destination] = append(byDst[r.Destination], r)
 	}
+	shared := sharedData(opts)
+	sharedJSON, err := json.Marshal(shared)
+	if err != nil {
+		return nil, err
+	}
+	cache := opts.Cache
+	if cache == nil {
+		cache = NewCache()
+	}
+	base := cache.base(sharedJSON, opts)
 
-	// destination -> source -> method -> grant
-	byDst := map[string]map[string]map[string]*grant{}
-	for g, in := range inputs {
-		routes := make([]route.Route, len(in))
-		for i := range in {
-			routes[i] = in[i].route
-		}
-		gr := &grant{}
-		generalized := route.Generalize(routes, opts.CardinalityThreshold)
-		evidence := merge(generalized, in)
-		for i, rt := range generalized {
-			rule := Rule{Destination: g.dst, Source: g.src, Method: g.method, Route: rt}
-			if opts.Overrides.Denies(g.dst, g.src, g.method, rt) {
-				out.Denied = append(out.Denied, rule)
-				continue
-			}
-			out.Rules = append(out.Rules, rule)
-			out.Evidence = append(out.Evidence, evidence[i])
-			if !rt.HasWildcard() {
-				if gr.Paths == nil {
-					gr.Paths = map[string]bool{}
-				}
-				gr.Paths[rt.String()] = true
-				continue
-			}
-			if gr.Templates == nil {
-				gr.Templates = map[string][][]any{}
-			}
-			n := strconv.Itoa(len(rt))
-			gr.Templates[n] = append(gr.Templates[n], templateJSON(rt))
-		}
-		if gr.Paths == nil && gr.Templates == nil {
-			continue
-		}
-		if byDst[g.dst] == nil {
-			byDst[g.dst] = map[string]map[string]*grant{}
-		}
-		if byDst[g.dst][g.src] == nil {
-			byDst[g.dst][g.src] = map[string]*grant{}
-		}
-		byDst[g.dst][g.src][g.method] = gr
-	}
-
-	// The data tree, and one review file per destination.
-	grants := map[string]any{}
-	out.Files = map[string][]byte{}
-	dsts := make([]string, 0, len(byDst))
-	for d := range byDst {
-		dsts = append(dsts, d)
-	}
-	slices.Sort(dsts)
-	for _, d := range dsts {
-		segs := spiffeid.Segments(d)
-		node := grants
-		for _, s := range segs {
-			next, ok := node[s].(map[string]any)
-			if !ok {
-				next = map[string]any{}
-				node[s] = next
-			}
-			node = next
-		}
-		node[callersKey] = byDst[d]
-		file, err := json.MarshalIndent(byDst[d], "", "  ")
+	// Every callee with records, then those known without any: a callee
+	// whose grants all expired still gets its mode (and, per callee, a
+	// bundle that denies or audits it).
+	rendered := make(map[string]*callee, len(byDst)+len(opts.Callees))
+	learned := map[string]bool{}
+	for dst, recs := range byDst {
+		c, err := cache.callee(base, dst, recs, opts)
 		if err != nil {
 			return nil, err
 		}
-		name := path.Join(append(append([]string{grantsPath}, segs...), calleeFile)...)
-		if name != CalleeDir(d)+"/data.json" || strings.Contains(name[len(grantsPath):len(name)-len(calleeFile)], "@") {
-			// Validate keeps dot segments and '@' out of IDs; never write
-			// outside grants/ or into another destination's @callers/.
-			return nil, fmt.Errorf("destination %q does not map to a file below %s", d, grantsPath)
+		out.Skipped += c.skipped
+		if c.learned {
+			learned[dst] = true
 		}
-		out.Files[name] = append(file, '\n')
+		rendered[dst] = c
 	}
-	authz := operatorData(opts, learned)
+	entries := calleeEntries(opts, learned)
+	dsts := make([]string, 0, len(entries))
+	for d := range entries {
+		dsts = append(dsts, d)
+	}
+	slices.Sort(dsts)
+
+	grants := map[string]any{}
+	out.Files = map[string][]byte{}
+	sum := newDigest(sharedJSON, opts.Signing)
+	for _, d := range dsts {
+		c := rendered[d]
+		if c == nil {
+			if c, err = cache.callee(base, d, nil, opts); err != nil {
+				return nil, err
+			}
+			rendered[d] = c
+		}
+		out.Rules = append(out.Rules, c.rules...)
+		out.Evidence = c.evidence(byDst[d], out.Evidence)
+		out.Denied = append(out.Denied, c.denied...)
+		if opts.PerCallee {
+			cb, err := c.calleeBundle(d, shared, sharedJSON, entries[d], opts.Signing)
+			if err != nil {
+				return nil, err
+			}
+			out.Callees = append(out.Callees, cb)
+		}
+		if c.file == nil {
+			continue
+		}
+		insert(grants, d, json.RawMessage(c.file))
+		out.Files[CalleeDir(d)+"/data.json"] = c.file
+		sum.add(d, c.sum[:])
+	}
+	cache.keep(rendered)
+
+	authz := maps.Clone(shared)
+	authz["callees"] = entries
 	root, err := json.MarshalIndent(authz, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	out.Files[Root+"/data.json"] = append(root, '\n')
+	sum.add("", root)
+	out.Revision = sum.revision()
 	authz["grants"] = grants
-	data := map[string]any{"envoy": map[string]any{"authz": authz}}
 
-	canonical, err := json.Marshal(data)
+	b, err := assemble(out.Revision, map[string]any{"envoy": map[string]any{"authz": authz}})
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.New()
-	sum.Write(Policy)
-	sum.Write([]byte{0})
-	sum.Write(canonical)
-	if opts.Signing != nil {
-		// A new key or key id must reach stores that skip unchanged
-		// revisions; the signature itself (ES256 varies) stays out.
-		key := sha256.Sum256(opts.Signing.Key)
-		sum.Write([]byte{0})
-		sum.Write([]byte(opts.Signing.Algorithm + " " + opts.Signing.KeyID + " "))
-		sum.Write(key[:])
-	}
-	out.Revision = hex.EncodeToString(sum.Sum(nil)[:16])
-
-	b, err := assemble(out.Revision, data)
-	if err != nil {
-		return nil, err
-	}
-	if err := compile(ctx, b); err != nil {
+	if err := cache.compile(ctx, base, shared); err != nil {
 		return nil, fmt.Errorf("rendered bundle does not compile: %w", err)
 	}
 	manifest, err := json.MarshalIndent(b.Manifest, "", "  ")
@@ -288,47 +251,81 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 			return nil, err
 		}
 	}
+	if out.Tarball, err = write(b); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// insert puts a callee's callers object at its place in the grants tree.
+func insert(grants map[string]any, id string, callers any) {
+	node := grants
+	for _, s := range spiffeid.Segments(id) {
+		next, ok := node[s].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			node[s] = next
+		}
+		node = next
+	}
+	node[callersKey] = callers
+}
+
+func write(b *bundle.Bundle) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
 		return nil, err
 	}
-	out.Tarball = buf.Bytes()
-	return out, nil
+	return buf.Bytes(), nil
 }
 
-// merge returns, for each generalized route, the evidence of the inputs it
-// covers. An input is counted once: by the route equal to it, or else by
-// the first wildcard covering it.
-func merge(generalized []route.Route, in []input) []Evidence {
-	out := make([]Evidence, len(generalized))
-	index := make(map[string]int, len(generalized))
-	for i, rt := range generalized {
-		index[rt.String()] = i
-		out[i].Origin = OriginBackstop
+// digest is a bundle's revision: a hash of the policy, the operator data
+// and each callee's grants, in a fixed order, so that the same content
+// always gives the same revision and a callee's grants are hashed once,
+// when they are rendered.
+type digest struct{ h hash.Hash }
+
+func newDigest(shared []byte, s *SigningOptions) *digest {
+	d := &digest{sha256.New()}
+	d.add("", Policy)
+	d.add("", shared)
+	if s != nil {
+		// A new key or key id must reach stores that skip unchanged
+		// revisions; the signature itself (ES256 varies) stays out.
+		key := sha256.Sum256(s.Key)
+		d.add(s.Algorithm+" "+s.KeyID, key[:])
 	}
-	for _, x := range in {
-		i, exact := index[x.route.String()]
-		if !exact {
-			i = slices.IndexFunc(generalized, func(g route.Route) bool { return g.HasWildcard() && route.Covers(g, x.route) })
-			if i < 0 {
-				continue // Generalize keeps every input covered
-			}
+	return d
+}
+
+// add writes a length-prefixed name and value, so that no two sequences
+// of parts hash alike.
+func (d *digest) add(name string, value []byte) {
+	var n [16]byte
+	binary.BigEndian.PutUint64(n[:8], uint64(len(name)))
+	binary.BigEndian.PutUint64(n[8:], uint64(len(value)))
+	d.h.Write(n[:])
+	d.h.Write([]byte(name))
+	d.h.Write(value)
+}
+
+func (d *digest) revision() string { return hex.EncodeToString(d.h.Sum(nil)[:16]) }
+
+// add grants rt: a literal route is a path looked up whole, a route with
+// wildcards a template listed by its number of segments.
+func (g *grant) add(rt route.Route) {
+	if !rt.HasWildcard() {
+		if g.Paths == nil {
+			g.Paths = map[string]bool{}
 		}
-		e := &out[i]
-		if exact {
-			e.Origin = route.Origin(x.stats.Origin).String()
-		}
-		st := x.stats
-		if !x.route.HasWildcard() {
-			st.Values = aggregate.ValueBit(x.route.String())
-		}
-		if e.Count == 0 {
-			e.Stats = st
-		} else {
-			e.Stats.Merge(st)
-		}
+		g.Paths[rt.String()] = true
+		return
 	}
-	return out
+	if g.Templates == nil {
+		g.Templates = map[string][][]any{}
+	}
+	n := strconv.Itoa(len(rt))
+	g.Templates[n] = append(g.Templates[n], templateJSON(rt))
 }
 
 func templateJSON(rt route.Route) []any {
@@ -343,27 +340,14 @@ func templateJSON(rt route.Route) []any {
 	return segs
 }
 
+// assemble lays out a bundle for writing; its module is not parsed (see
+// Cache.compile).
 func assemble(revision string, data map[string]any) (*bundle.Bundle, error) {
-	module, err := ast.ParseModuleWithOpts(policyPath, string(Policy), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
-	if err != nil {
-		return nil, err
-	}
 	regoVersion := 1
 	roots := []string{Root}
 	return &bundle.Bundle{
 		Manifest: bundle.Manifest{Revision: revision, Roots: &roots, RegoVersion: &regoVersion},
 		Data:     data,
-		Modules:  []bundle.ModuleFile{{URL: "/" + policyPath, Path: "/" + policyPath, Raw: Policy, Parsed: module}},
+		Modules:  []bundle.ModuleFile{{URL: "/" + policyPath, Path: "/" + policyPath, Raw: Policy}},
 	}, nil
-}
-
-// compile loads the bundle into a fresh OPA and prepares the decision, which
-// type-checks the policy against the data it will see.
-func compile(ctx context.Context, b *bundle.Bundle) error {
-	_, err := rego.New(
-		rego.Query("data.envoy.authz.allow"),
-		rego.ParsedBundle("authz", b),
-		rego.SetRegoVersion(ast.RegoV1),
-	).PrepareForEval(ctx)
-	return err
 }

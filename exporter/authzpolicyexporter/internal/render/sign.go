@@ -146,27 +146,35 @@ func privateKeyBlock(raw []byte) (*pem.Block, error) {
 // the unpacked files to files. The revision is already set and does not
 // depend on the signature.
 func sign(b *bundle.Bundle, files map[string][]byte, s *SigningOptions) error {
-	sc, err := s.config()
+	sc, err := signTarball(b, s)
 	if err != nil {
 		return err
+	}
+	return signUnpacked(files, files, s, sc)
+}
+
+// signTarball gives b the signature its tarball carries.
+func signTarball(b *bundle.Bundle, s *SigningOptions) (*bundle.SigningConfig, error) {
+	sc, err := s.config()
+	if err != nil {
+		return nil, err
 	}
 	// The signature hashes b.Data as it is in memory; OPA hashes data.json
 	// as it decodes it. Give the bundle the decoded form, so both agree by
 	// construction.
 	canonical, err := json.Marshal(b.Data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var data map[string]any
 	if err := util.UnmarshalJSON(canonical, &data); err != nil {
-		return err
+		return nil, err
 	}
 	b.Data = data
 	if err := b.GenerateSignature(sc, s.KeyID, false); err != nil {
-		return fmt.Errorf("signing the bundle: %w", err)
+		return nil, fmt.Errorf("signing the bundle: %w", err)
 	}
-
-	return signUnpacked(files, files, s, sc)
+	return sc, nil
 }
 
 // signUnpacked signs files as `opa sign --bundle DIR` would and puts the

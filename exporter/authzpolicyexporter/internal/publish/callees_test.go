@@ -1,0 +1,145 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gocloud.dev/blob/memblob"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+)
+
+func TestCalleeKey(t *testing.T) {
+	tests := []struct {
+		id, want, err string
+	}{
+		{id: "spiffe://example.org/ns/bank/sa/balances", want: "callees/example.org/ns/bank/sa/balances/bundle.tar.gz"},
+		{id: "spiffe://example.org", want: "callees/example.org/bundle.tar.gz"},
+		{id: "spiffe://example.org/a/.bundle.tar.gz.tmp-1", want: "callees/example.org/a/.bundle.tar.gz.tmp-1/bundle.tar.gz"},
+		{id: "spiffe://example.org/a/bundle.tar.gz", err: "reserved"},
+		{id: "spiffe://bundle.tar.gz/a", err: "reserved"},
+		{id: "spiffe://example.org/bundle.tar.gz/a", err: "reserved"},
+		{id: "spiffe://example.org/a/../b", err: "dot segment"},
+		{id: "spiffe://Example.org/a", err: "trust domain"},
+		{id: "example.org/a", err: "spiffe://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			got, err := CalleeKey(tt.id)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	_, err := CalleeKey("spiffe://example.org/bundle.tar.gz")
+	assert.ErrorIs(t, err, ErrReservedName)
+}
+
+// Two callees' objects never collide: their keys differ, and neither is
+// below the other as a directory, which a file output could not hold.
+func FuzzCalleeKey(f *testing.F) {
+	f.Add("spiffe://td/a", "spiffe://td/a/bundle.tar.gz")
+	f.Add("spiffe://td/a", "spiffe://td/a/b")
+	f.Add("spiffe://td/bundle.tar.gz", "spiffe://td")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		ka, errA := CalleeKey(a)
+		kb, errB := CalleeKey(b)
+		if errA != nil || errB != nil || a == b {
+			return
+		}
+		if ka == kb || strings.HasPrefix(kb, ka+"/") || strings.HasPrefix(ka, kb+"/") {
+			t.Fatalf("%s and %s collide: %s, %s", a, b, ka, kb)
+		}
+		if !strings.HasPrefix(ka, CalleesDir+"/") || strings.Contains(ka, "..") || strings.Contains(ka, "//") {
+			t.Fatalf("%s: key %s leaves %s/", a, ka, CalleesDir)
+		}
+		if spiffeid.Validate(a) != nil {
+			t.Fatalf("%s is no valid ID but has a key", a)
+		}
+	})
+}
+
+func calleeBundle(id, revision string) *render.CalleeBundle {
+	return &render.CalleeBundle{ID: id, Revision: revision, Tarball: []byte(id + " " + revision)}
+}
+
+const reserved = "spiffe://example.org/ns/bank/sa/balances/bundle.tar.gz"
+
+// counting counts the objects a publisher is asked to write.
+type counting struct {
+	Publisher
+	calls int
+	fail  error
+}
+
+func (c *counting) PublishObject(ctx context.Context, key, revision string, tarball []byte) (bool, error) {
+	c.calls++
+	if c.fail != nil {
+		return false, c.fail
+	}
+	return c.Publisher.PublishObject(ctx, key, revision, tarball)
+}
+
+// Each callee's bundle is written once per revision, on a file output and
+// on an object store; reserved names are refused and counted; a failure
+// leaves the rest for the next call.
+func TestCalleePublisher(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket := memblob.OpenBucket(nil)
+	read := map[string]func(key string) string{
+		"file": func(key string) string {
+			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
+			require.NoError(t, err)
+			return string(b)
+		},
+		"blob": func(key string) string {
+			b, err := bucket.ReadAll(ctx, key)
+			require.NoError(t, err)
+			return string(b)
+		},
+	}
+	for name, p := range map[string]Publisher{"file": NewDir(dir), "blob": newBlob(bucket, 0)} {
+		t.Run(name, func(t *testing.T) {
+			out := &counting{Publisher: p}
+			c := NewCalleePublisher(out)
+			res, err := c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r1"), calleeBundle(reserved, "r1")})
+			require.NoError(t, err)
+			assert.Equal(t, CalleeResult{Written: 2, Refused: []string{reserved}}, res)
+			assert.Equal(t, balances+" r1", read[name]("callees/example.org/ns/bank/sa/balances/bundle.tar.gz"))
+			assert.Equal(t, 2, out.calls)
+
+			res, err = c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r2")})
+			require.NoError(t, err)
+			assert.Equal(t, CalleeResult{Written: 1, Unchanged: 1}, res)
+			assert.Equal(t, 3, out.calls, "an unchanged callee costs no request")
+			assert.Equal(t, ledger+" r2", read[name]("callees/example.org/ns/bank/sa/ledger/bundle.tar.gz"))
+
+			// A new publisher finds the bundles in place.
+			again := NewCalleePublisher(p)
+			res, err = again.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r2")})
+			require.NoError(t, err)
+			assert.Equal(t, CalleeResult{Unchanged: 2}, res)
+
+			out.fail = errors.New("store down")
+			_, err = c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")})
+			require.ErrorContains(t, err, "store down")
+			assert.Equal(t, 4, out.calls, "stops at the first failure")
+			out.fail = nil
+			res, err = c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")})
+			require.NoError(t, err)
+			assert.Equal(t, CalleeResult{Written: 2}, res)
+			assert.Equal(t, balances+" r3", read[name]("callees/example.org/ns/bank/sa/balances/bundle.tar.gz"))
+		})
+	}
+}

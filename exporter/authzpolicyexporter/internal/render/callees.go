@@ -1,0 +1,310 @@
+package render
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+)
+
+// CalleeBundle is one callee's own bundle: the same policy and operator
+// data as the full bundle, but only that callee's grants and mode, so that
+// its sidecar holds nothing it never uses. Its decisions for requests to
+// that callee are the full bundle's.
+type CalleeBundle struct {
+	ID       string
+	Revision string
+	Tarball  []byte
+}
+
+// Cache keeps what Render made of each callee, so that a flush where one
+// callee changed renders that callee again and reuses the others. It is
+// not safe for concurrent use.
+type Cache struct {
+	callees map[string]*callee
+	// compiled is the base whose operator data last compiled.
+	compiled [32]byte
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{callees: map[string]*callee{}} }
+
+// callee is what one callee's records render to.
+type callee struct {
+	// key identifies the input: the operator data, the options that shape
+	// grants, the callee and its records' keys in order.
+	key     [32]byte
+	learned bool // some record was rendered (or denied)
+	skipped int
+	rules   []Rule
+	denied  []Rule
+	// file is the callers object, as the unpacked bundle's data.json (and
+	// inside the tarballs, where its final newline is insignificant); nil
+	// without grants. sum is its hash.
+	file []byte
+	sum  [32]byte
+	// Aligned with the sorted records: the rule each record's evidence
+	// goes to (-1 for none), whether the record is that very rule, and the
+	// value bit a literal record stands for (0 keeps the record's own).
+	cover []int32
+	exact []bool
+	bits  []uint64
+	// bundle is the callee's own bundle, made on first use.
+	bundle *CalleeBundle
+	entry  []byte // the entry bundle was made with
+}
+
+// base is what every callee's key starts from.
+func (c *Cache) base(shared []byte, opts Options) [32]byte {
+	h := sha256.New()
+	h.Write(Policy)
+	h.Write([]byte{0})
+	h.Write(shared)
+	fmt.Fprintf(h, "\x00%d", opts.CardinalityThreshold)
+	if s := opts.Signing; s != nil {
+		key := sha256.Sum256(s.Key)
+		fmt.Fprintf(h, "\x00%s\x00%s\x00%x", s.Algorithm, s.KeyID, key)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+// keep drops the callees not rendered this time.
+func (c *Cache) keep(rendered map[string]*callee) { c.callees = rendered }
+
+// compile loads the policy with the operator data into a fresh OPA and
+// prepares the decision, which type-checks the policy against the data's
+// shape. The grants, below their own key, are data the policy only looks
+// up: they cannot change what compiles.
+func (c *Cache) compile(ctx context.Context, base [32]byte, shared map[string]any) error {
+	if c.compiled == base {
+		return nil
+	}
+	authz := maps.Clone(shared)
+	authz["callees"] = map[string]any{}
+	authz["grants"] = map[string]any{}
+	b, err := assemble("", map[string]any{"envoy": map[string]any{"authz": authz}})
+	if err != nil {
+		return err
+	}
+	module, err := ast.ParseModuleWithOpts(policyPath, string(Policy), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+	if err != nil {
+		return err
+	}
+	b.Modules[0].Parsed = module
+	if _, err := rego.New(
+		rego.Query("data.envoy.authz.allow"),
+		rego.ParsedBundle("authz", b),
+		rego.SetRegoVersion(ast.RegoV1),
+	).PrepareForEval(ctx); err != nil {
+		return err
+	}
+	c.compiled = base
+	return nil
+}
+
+// callee renders dst's records, or returns what the last call made of
+// the same.
+func (c *Cache) callee(base [32]byte, dst string, recs []aggregate.Record, opts Options) (*callee, error) {
+	slices.SortFunc(recs, func(a, b aggregate.Record) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Method, b.Method), strings.Compare(a.Route, b.Route))
+	})
+	h := sha256.New()
+	h.Write(base[:])
+	h.Write([]byte(dst))
+	for _, r := range recs {
+		h.Write([]byte{0})
+		h.Write([]byte(r.Source))
+		h.Write([]byte{0})
+		h.Write([]byte(r.Method))
+		h.Write([]byte{0})
+		h.Write([]byte(r.Route))
+	}
+	key := [32]byte(h.Sum(nil))
+	if old := c.callees[dst]; old != nil && old.key == key {
+		return old, nil
+	}
+	return renderCallee(key, dst, recs, opts)
+}
+
+func renderCallee(key [32]byte, dst string, recs []aggregate.Record, opts Options) (*callee, error) {
+	c := &callee{key: key, cover: make([]int32, len(recs)), exact: make([]bool, len(recs)), bits: make([]uint64, len(recs))}
+	callers := map[string]map[string]*grant{}
+	for i := 0; i < len(recs); {
+		j := i + 1
+		for j < len(recs) && recs[j].Source == recs[i].Source && recs[j].Method == recs[i].Method {
+			j++
+		}
+		if gr := c.group(dst, recs[i:j], i, opts); gr != nil {
+			if callers[recs[i].Source] == nil {
+				callers[recs[i].Source] = map[string]*grant{}
+			}
+			callers[recs[i].Source][recs[i].Method] = gr
+		}
+		i = j
+	}
+	if len(callers) == 0 {
+		return c, nil
+	}
+	file, err := json.MarshalIndent(callers, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	name := path.Join(append(append([]string{grantsPath}, spiffeid.Segments(dst)...), calleeFile)...)
+	if name != CalleeDir(dst)+"/data.json" || strings.Contains(name[len(grantsPath):len(name)-len(calleeFile)], "@") {
+		// Validate keeps dot segments and '@' out of IDs; never write
+		// outside grants/ or into another destination's @callers/.
+		return nil, fmt.Errorf("destination %q does not map to a file below %s", dst, grantsPath)
+	}
+	c.file = append(file, '\n')
+	c.sum = sha256.Sum256(c.file)
+	return c, nil
+}
+
+// group renders the records of one caller and method, recs[0] being the
+// callee's record number at, and returns their grant (nil for none).
+func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options) *grant {
+	src, method := recs[0].Source, recs[0].Method
+	var routes []route.Route
+	var index []int // record number of each route
+	for k, r := range recs {
+		c.cover[at+k] = -1
+		rt, err := route.ParseKey(r.Route)
+		if err != nil {
+			c.skipped++
+			continue
+		}
+		c.learned = true
+		// Denied before the backstop, so that they never widen a wildcard.
+		if opts.Overrides.Denies(dst, src, method, rt) {
+			c.denied = append(c.denied, Rule{Destination: dst, Source: src, Method: method, Route: rt})
+			continue
+		}
+		if !rt.HasWildcard() {
+			c.bits[at+k] = aggregate.ValueBit(rt.String())
+		}
+		routes = append(routes, rt)
+		index = append(index, at+k)
+	}
+	if len(routes) == 0 {
+		return nil
+	}
+	generalized := route.Generalize(routes, opts.CardinalityThreshold)
+	// The rule number of each generalized route, -1 for one denied.
+	ruleOf := make([]int32, len(generalized))
+	gr := &grant{}
+	for i, rt := range generalized {
+		ruleOf[i] = -1
+		rule := Rule{Destination: dst, Source: src, Method: method, Route: rt}
+		if opts.Overrides.Denies(dst, src, method, rt) {
+			c.denied = append(c.denied, rule)
+			continue
+		}
+		ruleOf[i] = int32(len(c.rules))
+		c.rules = append(c.rules, rule)
+		gr.add(rt)
+	}
+	// Each record's evidence goes to the route equal to it, or else to the
+	// first wildcard covering it (Generalize keeps every one covered).
+	exact := make(map[string]int, len(generalized))
+	for i, rt := range generalized {
+		exact[rt.String()] = i
+	}
+	for k, rt := range routes {
+		i, ok := exact[rt.String()]
+		if !ok {
+			i = slices.IndexFunc(generalized, func(g route.Route) bool { return g.HasWildcard() && route.Covers(g, rt) })
+			if i < 0 {
+				continue
+			}
+		}
+		c.cover[index[k]], c.exact[index[k]] = ruleOf[i], ok
+	}
+	if gr.Paths == nil && gr.Templates == nil {
+		return nil
+	}
+	return gr
+}
+
+// evidence appends, rule for rule, the merged statistics of recs, the
+// records the callee was rendered from (in the same order).
+func (c *callee) evidence(recs []aggregate.Record, out []Evidence) []Evidence {
+	at := len(out)
+	for range c.rules {
+		out = append(out, Evidence{Origin: OriginBackstop})
+	}
+	for k, r := range recs {
+		i := c.cover[k]
+		if i < 0 {
+			continue
+		}
+		e := &out[at+int(i)]
+		if c.exact[k] {
+			e.Origin = route.Origin(r.Stats.Origin).String()
+		}
+		st := r.Stats
+		if c.bits[k] != 0 {
+			st.Values = c.bits[k]
+		}
+		if e.Count == 0 {
+			e.Stats = st
+		} else {
+			e.Stats.Merge(st)
+		}
+	}
+	return out
+}
+
+// calleeBundle is the callee's own bundle: the operator data, its entry in
+// callees and its grants alone. Its revision hashes the same parts as the
+// full bundle's.
+func (c *callee) calleeBundle(id string, shared map[string]any, sharedJSON []byte, entry any, s *SigningOptions) (*CalleeBundle, error) {
+	entryJSON, err := json.Marshal(entry)
+	if err != nil {
+		return nil, err
+	}
+	if c.bundle != nil && string(c.entry) == string(entryJSON) {
+		return c.bundle, nil
+	}
+	authz := maps.Clone(shared)
+	authz["callees"] = map[string]any{id: entry}
+	// Its sidecar answers for this callee alone, which it knows: any other
+	// callee is no unseen one to audit here. So for every request the
+	// bundle is no more permissive than the full one.
+	authz["unseen_audit"] = false
+	grants := map[string]any{}
+	sum := newDigest(sharedJSON, s)
+	sum.add(id, entryJSON)
+	if c.file != nil {
+		insert(grants, id, json.RawMessage(c.file))
+		sum.add(id, c.sum[:])
+	}
+	authz["grants"] = grants
+	b, err := assemble(sum.revision(), map[string]any{"envoy": map[string]any{"authz": authz}})
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		if _, err := signTarball(b, s); err != nil {
+			return nil, err
+		}
+	}
+	tarball, err := write(b)
+	if err != nil {
+		return nil, err
+	}
+	c.bundle = &CalleeBundle{ID: id, Revision: b.Manifest.Revision, Tarball: tarball}
+	c.entry = entryJSON
+	return c.bundle, nil
+}
