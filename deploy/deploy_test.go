@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/config"
@@ -14,6 +15,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -63,4 +66,75 @@ func TestOPAEnvoyConfigs(t *testing.T) {
 			assert.NotEmpty(t, plugin.Addr)
 		})
 	}
+}
+
+// The sidecar manifest decodes strictly into Kubernetes' own types, holds
+// opa-envoy/per-callee.yaml, and gives OPA the environment that makes its
+// bundle resource the callee's own object.
+func TestPerCalleeSidecar(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("kubernetes", "opa-envoy-sidecar.yaml"))
+	require.NoError(t, err)
+	docs := strings.Split(string(raw), "\n---\n")
+	require.Len(t, docs, 2)
+	var cm corev1.ConfigMap
+	require.NoError(t, yaml.UnmarshalStrict([]byte(docs[0]), &cm))
+	var deploy appsv1.Deployment
+	require.NoError(t, yaml.UnmarshalStrict([]byte(docs[1]), &deploy))
+	require.Equal(t, "ConfigMap", cm.Kind)
+	require.Equal(t, "Deployment", deploy.Kind)
+
+	// The ConfigMap holds the file users copy, as it is.
+	want, err := os.ReadFile(filepath.Join("opa-envoy", "per-callee.yaml"))
+	require.NoError(t, err)
+	wantJSON, err := yaml.YAMLToJSON(want)
+	require.NoError(t, err)
+	gotJSON, err := yaml.YAMLToJSON([]byte(cm.Data["config.yaml"]))
+	require.NoError(t, err)
+	assert.JSONEq(t, string(wantJSON), string(gotJSON))
+
+	pod := deploy.Spec.Template.Spec
+	var sidecar *corev1.Container
+	for i := range pod.Containers {
+		if pod.Containers[i].Name == "opa-envoy" {
+			sidecar = &pod.Containers[i]
+		}
+	}
+	require.NotNil(t, sidecar)
+	assert.Contains(t, sidecar.Args, "--config-file=/config/config.yaml")
+	mounted := false
+	for _, m := range sidecar.VolumeMounts {
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && m.MountPath == "/config" && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+				mounted = true
+			}
+		}
+	}
+	assert.True(t, mounted, "the ConfigMap is the sidecar's /config")
+
+	// What the downward API gives the sidecar of this Deployment's pods.
+	env := map[string]string{}
+	for _, e := range sidecar.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env[e.Name] = deploy.Namespace
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.serviceAccountName":
+			env[e.Name] = pod.ServiceAccountName
+		}
+	}
+	// OPA replaces ${NAME} with the variable's value (the end-to-end test
+	// runs OPA itself on this file).
+	expanded := os.Expand(string(wantJSON), func(name string) string {
+		v, ok := env[name]
+		require.True(t, ok, "%s is not in the sidecar's environment", name)
+		return v
+	})
+	cfg, err := config.ParseConfig([]byte(expanded), "test")
+	require.NoError(t, err)
+	bundles, err := bundle.NewConfigBuilder().WithBytes(cfg.Bundles).WithServices([]string{"s3"}).Parse()
+	require.NoError(t, err)
+	// The object output.per_callee writes for spiffe://cluster.local/ns/bank/sa/balances
+	// below s3://authz-bundles/prod (publish.CalleeKey).
+	assert.Equal(t, "prod/callees/cluster.local/ns/bank/sa/balances/bundle.tar.gz", bundles.Bundles["authz"].Resource)
 }

@@ -135,6 +135,12 @@ type OutputConfig struct {
 	// with one data.json per destination, for review in version control.
 	// The directory is a valid bundle for `opa run --watch`.
 	UnpackedDir string `mapstructure:"unpacked_dir"`
+	// PerCallee also publishes, for each callee, a bundle with only its
+	// grants (and the same policy) at callees/<trust domain>/<path>/
+	// bundle.tar.gz below url, so that each sidecar holds its own callee's
+	// rules alone (see deploy/opa-envoy/per-callee.yaml). The full bundle
+	// stays.
+	PerCallee bool `mapstructure:"per_callee"`
 }
 
 // RoutesConfig controls how paths become routes.

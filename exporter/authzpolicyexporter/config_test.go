@@ -28,7 +28,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.SkipGRPCStatusCodes = []int{7, 16}
 	custom.LearnUnspecifiedKind = false
 	custom.TruncationLimits = []int{4096, 8192}
-	custom.Output = OutputConfig{URL: "s3://policies/prod/authz?region=eu-west-1", Timeout: 20 * time.Second, KeepRevisions: 5, UnpackedDir: "/srv/policy-review"}
+	custom.Output = OutputConfig{URL: "s3://policies/prod/authz?region=eu-west-1", Timeout: 20 * time.Second, KeepRevisions: 5, UnpackedDir: "/srv/policy-review", PerCallee: true}
 	custom.Routes = RoutesConfig{
 		Templates:            []string{"/users/{id}", "/orders/{order:id}/items/{item:int}"},
 		CardinalityThreshold: 20,

@@ -55,6 +55,13 @@ type authzExporter struct {
 
 	flushMu      sync.Mutex
 	lastRevision string
+	// cache keeps each callee's rendering between flushes.
+	cache *render.Cache
+	// callees writes the callees' own bundles (output::per_callee);
+	// refused are those whose names are reserved, logged once each.
+	callees      *publish.CalleePublisher
+	refused      map[string]bool
+	calleeOutage bool
 	guard        *shrinkGuard
 	guardReady   bool // the bundle in place was read (or there is none)
 	// unreadable is set while the bundle in place could not be read and
@@ -114,6 +121,8 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		modeRules: modeRules,
 		rules:     rules,
 		signing:   signing,
+		cache:     render.NewCache(),
+		refused:   map[string]bool{},
 		now:       time.Now,
 	}, nil
 }
@@ -127,6 +136,9 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	e.publisher = p
+	if e.cfg.Output.PerCallee {
+		e.callees = publish.NewCalleePublisher(p)
+	}
 	if err := e.loadPublished(ctx); err != nil {
 		e.logger.Warn("Could not read the bundle in place yet; publishing waits until it can", zap.Error(err))
 	}
@@ -273,6 +285,8 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		TrustDomains:         e.cfg.TrustDomains,
 		Overrides:            ov,
 		Signing:              e.signing,
+		PerCallee:            e.callees != nil,
+		Cache:                e.cache,
 	})
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
@@ -286,7 +300,9 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	}
 	if b.Revision == e.lastRevision {
 		e.publishOutcome(ctx, "unchanged")
-		return nil
+		// The callees' bundles a failure left behind; the others cost
+		// nothing.
+		return e.publishCallees(ctx, b)
 	}
 	// Rules of audited callees and rules an operator denied are removed on
 	// purpose: an audited callee allows everything anyway.
@@ -332,9 +348,10 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	e.published = publication{revision: b.Revision, rules: next, modes: modeNames(modes)}
 	e.life.Enforced(enforced(modes), now)
 	e.logModeChanges(statuses, before)
+	calleesErr := e.publishCallees(ctx, b)
 	if !changed {
 		e.publishOutcome(ctx, "unchanged")
-		return nil
+		return calleesErr
 	}
 	e.publishOutcome(ctx, "published")
 	e.recordChanges(ctx, summary)
@@ -348,6 +365,50 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		zap.Any("rules_removed", summary.Removed),
 	}
 	e.logger.Info("Published policy bundle", fields...)
+	return calleesErr
+}
+
+// publishCallees writes the callees' own bundles that changed, once the
+// full bundle is in place (a bundle the shrink guard holds back holds
+// theirs back too). What a failure leaves behind is written at the next
+// flush.
+func (e *authzExporter) publishCallees(ctx context.Context, b *render.Bundle) error {
+	if e.callees == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Output.Timeout)
+	defer cancel()
+	res, err := e.callees.Publish(ctx, b.Callees)
+	count := func(outcome string, n int) {
+		if n > 0 {
+			e.telemetry.AuthzPolicyCalleeBundles.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
+		}
+	}
+	count("published", res.Written)
+	count("unchanged", res.Unchanged)
+	count("refused", len(res.Refused))
+	for _, id := range res.Refused {
+		if !e.refused[id] {
+			e.refused[id] = true
+			e.logger.Warn("A callee's own bundle is not published: a segment of its SPIFFE ID is named "+publish.BundleName+", reserved for the bundles themselves; its sidecar must use the full bundle",
+				zap.String("callee", id))
+		}
+	}
+	if err != nil {
+		count("failed", 1)
+		if !e.calleeOutage {
+			e.calleeOutage = true
+			e.logger.Error("Publishing the callees' own bundles failed; every flush retries those not written. Further failures are not logged until it recovers", zap.Error(err))
+		}
+		return fmt.Errorf("publish callees' bundles: %w", err)
+	}
+	if e.calleeOutage {
+		e.calleeOutage = false
+		e.logger.Info("Publishing the callees' own bundles recovered")
+	}
+	if res.Written > 0 {
+		e.logger.Info("Published callees' own bundles", zap.Int("written", res.Written), zap.Int("unchanged", res.Unchanged))
+	}
 	return nil
 }
 

@@ -27,6 +27,7 @@ type TelemetryBuilder struct {
 	mu                          sync.Mutex
 	registrations               []metric.Registration
 	AuthzPolicyAggregateEntries metric.Int64Gauge
+	AuthzPolicyCalleeBundles    metric.Int64Counter
 	AuthzPolicyCallees          metric.Int64Gauge
 	AuthzPolicyOverridesReloads metric.Int64Counter
 	AuthzPolicyPublishes        metric.Int64Counter
@@ -70,6 +71,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_authz_policy_aggregate_entries",
 		metric.WithDescription("Observed accesses held in the aggregate. [Alpha]"),
 		metric.WithUnit("{entry}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyCalleeBundles, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_callee_bundles",
+		metric.WithDescription("Callees' own bundles (output::per_callee), by outcome (attribute `outcome`: published, unchanged, failed, or refused for a callee whose name is reserved). [Alpha]"),
+		metric.WithUnit("{bundle}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.AuthzPolicyCallees, err = builder.meter.Int64Gauge(

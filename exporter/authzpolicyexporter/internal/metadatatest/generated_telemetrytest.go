@@ -35,6 +35,22 @@ func AssertEqualAuthzPolicyAggregateEntries(t *testing.T, tt *componenttest.Tele
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualAuthzPolicyCalleeBundles(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_authz_policy_callee_bundles",
+		Description: "Callees' own bundles (output::per_callee), by outcome (attribute `outcome`: published, unchanged, failed, or refused for a callee whose name is reserved). [Alpha]",
+		Unit:        "{bundle}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_authz_policy_callee_bundles")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualAuthzPolicyCallees(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_authz_policy_callees",

@@ -20,6 +20,7 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.AuthzPolicyAggregateEntries.Record(context.Background(), 1)
+	tb.AuthzPolicyCalleeBundles.Add(context.Background(), 1)
 	tb.AuthzPolicyCallees.Record(context.Background(), 1)
 	tb.AuthzPolicyOverridesReloads.Add(context.Background(), 1)
 	tb.AuthzPolicyPublishes.Add(context.Background(), 1)
@@ -29,6 +30,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.AuthzPolicySpansLearned.Add(context.Background(), 1)
 	tb.AuthzPolicySpansSkipped.Add(context.Background(), 1)
 	AssertEqualAuthzPolicyAggregateEntries(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyCalleeBundles(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyCallees(t, testTel,
