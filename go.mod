@@ -29,7 +29,7 @@ require (
 	gocloud.dev v0.47.0
 	golang.org/x/text v0.41.0
 	google.golang.org/grpc v1.83.2
-	k8s.io/api v0.37.2
+	k8s.io/api v0.35.4
 	sigs.k8s.io/yaml v1.6.0
 )
 
