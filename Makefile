@@ -105,7 +105,7 @@ lint: lint-rego
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 # The policy every bundle carries must pass the strictest checks OPA has.
-REGO := exporter/authzpolicyexporter/internal/render/policy.rego deploy/demo/rules.rego
+REGO := $(wildcard exporter/authzpolicyexporter/internal/render/*.rego) deploy/demo/rules.rego
 lint-rego: $(OPA)
 	$(OPA) check --strict $(REGO)
 	@test -z "$$($(OPA) fmt -l $(REGO))" || { echo "not opa fmt-stable: $$($(OPA) fmt -l $(REGO))"; exit 1; }

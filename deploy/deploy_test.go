@@ -46,6 +46,18 @@ func TestOPAEnvoyConfigs(t *testing.T) {
 				verificationKeys, err = keys.ParseKeysConfig(cfg.Keys)
 				require.NoError(t, err)
 			}
+			if cfg.Discovery != nil {
+				// The bundle comes from the discovery bundle's decision.
+				// (the end-to-end test runs OPA on it; its discovery
+				// package would link OPA's server here).
+				var d struct{ Service, Resource, Decision string }
+				require.NoError(t, json.Unmarshal(cfg.Discovery, &d))
+				assert.Contains(t, names, d.Service)
+				assert.True(t, strings.HasSuffix(d.Resource, "/discovery.tar.gz"), "the bundles lie beside the discovery bundle")
+				assert.Equal(t, "authz/discovery/config", d.Decision)
+				assert.Nil(t, cfg.Bundles, "a bundle of the boot configuration would win over the discovered one")
+				return
+			}
 			bundles, err := bundle.NewConfigBuilder().WithBytes(cfg.Bundles).WithServices(names).WithKeyConfigs(verificationKeys).Parse()
 			require.NoError(t, err)
 			require.Contains(t, bundles.Bundles, "authz")

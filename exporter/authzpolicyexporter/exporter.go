@@ -137,7 +137,7 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 	}
 	e.publisher = p
 	if e.cfg.Output.PerCallee {
-		e.callees = publish.NewCalleePublisher(p)
+		e.callees = publish.NewCalleePublisher(p, e.signing)
 	}
 	if err := e.loadPublished(ctx); err != nil {
 		e.logger.Warn("Could not read the bundle in place yet; publishing waits until it can", zap.Error(err))
@@ -378,7 +378,7 @@ func (e *authzExporter) publishCallees(ctx context.Context, b *render.Bundle) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Output.Timeout)
 	defer cancel()
-	res, err := e.callees.Publish(ctx, b.Callees)
+	res, err := e.callees.Publish(ctx, b)
 	count := func(outcome string, n int) {
 		if n > 0 {
 			e.telemetry.AuthzPolicyCalleeBundles.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))

@@ -30,6 +30,13 @@ func calleeBundle(t *testing.T, dir, id string) (*opatest.Policy, os.FileInfo) {
 	return opatest.Load(t, raw), info
 }
 
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(name)
+	require.NoError(t, err)
+	return raw
+}
+
 func calleeBundleOutcomes(t *testing.T, published, unchanged int64) []metricdata.DataPoint[int64] {
 	t.Helper()
 	var points []metricdata.DataPoint[int64]
@@ -69,6 +76,17 @@ func TestPerCalleeBundles(t *testing.T) {
 	assert.True(t, others.Allowed(toLedger))
 	assert.False(t, others.Allowed(seen))
 	metadatatest.AssertEqualAuthzPolicyCalleeBundles(t, r.tel, calleeBundleOutcomes(t, 4, 0), metricdatatest.IgnoreTimestamp())
+
+	// A callee without its own bundle yet learns from the unseen bundle,
+	// which the discovery bundle points its sidecar at.
+	raw, err := os.ReadFile(filepath.Join(r.dir, publish.UnseenName))
+	require.NoError(t, err)
+	unseen := opatest.Load(t, raw)
+	fresh := opatest.Request{NoHeader: true, DestinationPrincipal: "spiffe://example.org/ns/bank/sa/fresh", SourcePrincipal: frontend, Method: "GET", Path: "/x"}
+	assert.True(t, wouldDeny(unseen, fresh))
+	assert.False(t, unseen.Allowed(seen), "the unseen bundle has no grants")
+	_, files := opatest.Untar(t, mustRead(t, filepath.Join(r.dir, publish.DiscoveryName)))
+	assert.Contains(t, string(files["/data.json"]), `"example.org/ns/bank/sa/balances":true`)
 
 	// Nothing changed: nothing is written.
 	r.at(62*time.Minute, calleeSpans(balances, frontend, "", "/seen"), calleeSpans(ledger, payments, "", "/entries"))

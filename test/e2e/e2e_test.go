@@ -337,11 +337,17 @@ func startOPAEnvoy(t *testing.T, config string, env []string, set ...string) (re
 	t.Helper()
 	bin := binary(t, "OTELCOL_AUTHZ_OPA_ENVOY")
 	rest, grpcAddr = freePort(t), freePort(t)
+	// A discovery configuration's bundle is polled as the discovery bundle
+	// is; a bundle set here would win over the discovered one.
+	polled := "bundles.authz"
+	if strings.Contains(config, "discovery") {
+		polled = "discovery"
+	}
 	args := []string{"run", "--server", "--addr", rest,
 		"--config-file", filepath.Join(repoRoot(t), "deploy", "opa-envoy", config),
 		"--set", "plugins.envoy_ext_authz_grpc.addr=" + grpcAddr,
-		"--set", "bundles.authz.polling.min_delay_seconds=1",
-		"--set", "bundles.authz.polling.max_delay_seconds=2"}
+		"--set", polled + ".polling.min_delay_seconds=1",
+		"--set", polled + ".polling.max_delay_seconds=2"}
 	for _, kv := range set {
 		args = append(args, "--set", kv)
 	}

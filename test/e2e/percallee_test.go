@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -60,6 +61,29 @@ func calleesLoaded(t *testing.T, rest string) []string {
 	return ids
 }
 
+// startPerCallee runs an S3 server on loopback and the distribution
+// publishing to s3://authz/prod with output.per_callee and the given
+// exporter settings. It returns the collector, the server's address, the
+// bucket's URL for gocloud and the credentials' environment.
+func startPerCallee(t *testing.T, exporter map[string]any) (c *collector, s3Addr, bucketURL string, awsEnv []string) {
+	t.Helper()
+	gw := binary(t, "OTELCOL_AUTHZ_VERSITYGW")
+	s3Addr, root := freePort(t), t.TempDir()
+	startProcess(t, "versitygw", []string{"ROOT_ACCESS_KEY=" + s3Key, "ROOT_SECRET_KEY=" + s3Secret}, gw, "--port", s3Addr, "posix", root)
+	waitTCP(t, s3Addr)
+	require.NoError(t, os.Mkdir(filepath.Join(root, "authz"), 0o755))
+	awsEnv = []string{"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret,
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
+	for _, kv := range awsEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	query := "region=us-east-1&use_path_style=true&endpoint=" + url.QueryEscape("http://"+s3Addr)
+	settings := map[string]any{"output": map[string]any{"url": "s3://authz/prod?" + query, "per_callee": true}}
+	maps.Copy(settings, exporter)
+	return startConfigured(t, settings), s3Addr, "s3://authz?" + query, awsEnv
+}
+
 // Per-callee bundles end to end: the distribution publishes each callee's
 // own bundle to an S3 server on loopback; OPA-Envoy configured with
 // deploy/opa-envoy/per-callee.yaml, its namespace and service account in
@@ -67,20 +91,7 @@ func calleesLoaded(t *testing.T, rest string) []string {
 // alone, enforces it through ext_authz Check, and takes its next revision,
 // which a change to another callee does not cause.
 func TestE2EPerCalleeBundles(t *testing.T) {
-	gw := binary(t, "OTELCOL_AUTHZ_VERSITYGW")
-	s3Addr, root := freePort(t), t.TempDir()
-	startProcess(t, "versitygw", []string{"ROOT_ACCESS_KEY=" + s3Key, "ROOT_SECRET_KEY=" + s3Secret}, gw, "--port", s3Addr, "posix", root)
-	waitTCP(t, s3Addr)
-	require.NoError(t, os.Mkdir(filepath.Join(root, "authz"), 0o755))
-	awsEnv := []string{"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret,
-		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
-	for _, kv := range awsEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	query := "region=us-east-1&use_path_style=true&endpoint=" + url.QueryEscape("http://"+s3Addr)
-	bucketURL := "s3://authz?" + query
-	c := startConfigured(t, map[string]any{"output": map[string]any{"url": "s3://authz/prod?" + query, "per_callee": true}})
+	c, s3Addr, bucketURL, awsEnv := startPerCallee(t, nil)
 
 	ledger := "spiffe://example.org/ns/bank/sa/ledger"
 	seen := opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/12"}
@@ -129,4 +140,35 @@ func TestE2EPerCalleeBundles(t *testing.T) {
 		"OPA-Envoy never enforced balances' next revision")
 	assert.NotEqual(t, before, objectRevision(t, bucketURL, balancesKey))
 	assert.Equal(t, codes.OK, checkDecision(t, conn, seen))
+}
+
+// A callee the exporter has not seen yet: OPA-Envoy configured with
+// deploy/opa-envoy/per-callee-discovery.yaml finds, through the discovery
+// bundle, the unseen bundle, which audits the new callee (Envoy names it),
+// so that its traffic passes and is learned; once the exporter published
+// the callee's own bundle, the discovery bundle points the sidecar at it.
+func TestE2EPerCalleeDiscovery(t *testing.T) {
+	c, s3Addr, _, awsEnv := startPerCallee(t, map[string]any{"learning_period": "1h"})
+	fresh := "spiffe://example.org/ns/bank/sa/fresh"
+	sendAccesses(t, c.otlp, access{balances, frontend, "GET", "/balances/12"})
+
+	rest, grpcAddr := startOPAEnvoy(t, "per-callee-discovery.yaml",
+		append(awsEnv, "TRUST_DOMAIN=example.org", "POD_NAMESPACE=bank", "POD_SERVICE_ACCOUNT=fresh"),
+		"services.s3.url=http://"+s3Addr+"/authz")
+	require.Eventually(t, func() bool { return slices.Equal(calleesLoaded(t, rest), []string{balances}) }, waitFor, 200*time.Millisecond,
+		"OPA-Envoy never loaded the unseen bundle")
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	first := opatest.Request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: fresh, Method: "GET", Path: "/fresh/1"}
+	assert.Equal(t, codes.OK, checkDecision(t, conn, first), "a new callee is audited, so its access can be learned")
+	assert.Equal(t, codes.PermissionDenied, checkDecision(t, conn, opatest.Request{Destination: fresh, Source: frontend, Method: "GET", Path: "/fresh/1"}),
+		"only the callee Envoy names is unseen")
+
+	// Its access is learned; its own bundle follows.
+	sendAccesses(t, c.otlp, access{fresh, frontend, "GET", "/fresh/1"})
+	require.Eventually(t, func() bool { return slices.Equal(calleesLoaded(t, rest), []string{fresh}) }, waitFor, 200*time.Millisecond,
+		"OPA-Envoy never switched to the callee's own bundle")
+	assert.Equal(t, codes.OK, checkDecision(t, conn, first))
 }

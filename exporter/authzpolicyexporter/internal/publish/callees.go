@@ -11,8 +11,15 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
 
-// CalleesDir holds each callee's own bundle below the output.
-const CalleesDir = "callees"
+// Beside bundle.tar.gz, output.per_callee writes: each callee's own bundle
+// below callees/, the bundle of callees that have none yet, and the
+// discovery bundle that points each sidecar at one of them. No SPIFFE ID
+// maps to a key outside callees/.
+const (
+	CalleesDir    = "callees"
+	UnseenName    = "unseen.tar.gz"
+	DiscoveryName = "discovery.tar.gz"
+)
 
 // ErrReservedName refuses a callee whose object could collide with
 // another's.
@@ -43,12 +50,18 @@ func CalleeKey(id string) (string, error) {
 // costs a request only for the callees that changed.
 type CalleePublisher struct {
 	p       Publisher
+	signing *render.SigningOptions
 	written map[string]string // key -> revision in place
+	placed  map[string]bool   // callees whose bundle is in place
+	// discovery is the discovery bundle of placed as it was last made.
+	discovery *render.CalleeBundle
+	listed    int
 }
 
-// NewCalleePublisher writes callees' bundles below p's output.
-func NewCalleePublisher(p Publisher) *CalleePublisher {
-	return &CalleePublisher{p: p, written: map[string]string{}}
+// NewCalleePublisher writes callees' bundles below p's output, signing
+// the discovery bundle with s when set.
+func NewCalleePublisher(p Publisher, s *render.SigningOptions) *CalleePublisher {
+	return &CalleePublisher{p: p, signing: s, written: map[string]string{}, placed: map[string]bool{}}
 }
 
 // CalleeResult counts what one Publish did.
@@ -58,33 +71,62 @@ type CalleeResult struct {
 	Refused []string
 }
 
-// Publish writes the bundles whose revision differs from the one in
-// place. It stops at the first failure; the bundles not written are tried
-// again at the next call.
-func (c *CalleePublisher) Publish(ctx context.Context, bundles []*render.CalleeBundle) (CalleeResult, error) {
+// Publish writes the callees' bundles of b whose revision differs from the
+// one in place, then the unseen bundle, then the discovery bundle, which
+// lists only callees whose bundle is in place. It stops at the first
+// failure; what it did not write is tried again at the next call.
+func (c *CalleePublisher) Publish(ctx context.Context, b *render.Bundle) (CalleeResult, error) {
 	var res CalleeResult
-	for _, b := range bundles {
-		key, err := CalleeKey(b.ID)
+	for _, cb := range b.Callees {
+		key, err := CalleeKey(cb.ID)
 		if err != nil {
-			res.Refused = append(res.Refused, b.ID)
+			res.Refused = append(res.Refused, cb.ID)
 			continue
 		}
-		if c.written[key] == b.Revision {
-			res.Unchanged++
-			continue
-		}
-		changed, err := c.p.PublishObject(ctx, key, b.Revision, b.Tarball)
+		changed, err := c.object(ctx, key, cb)
 		if err != nil {
-			return res, fmt.Errorf("bundle of %s: %w", b.ID, err)
+			return res, fmt.Errorf("bundle of %s: %w", cb.ID, err)
 		}
-		c.written[key] = b.Revision
+		c.placed[cb.ID] = true
 		if changed {
 			res.Written++
 		} else {
 			res.Unchanged++
 		}
 	}
+	if b.Unseen != nil {
+		if _, err := c.object(ctx, UnseenName, b.Unseen); err != nil {
+			return res, fmt.Errorf("unseen callees' bundle: %w", err)
+		}
+	}
+	if c.discovery == nil || c.listed != len(c.placed) {
+		ids := make([]string, 0, len(c.placed))
+		for id := range c.placed {
+			ids = append(ids, id)
+		}
+		d, err := render.Discovery(ctx, ids, c.signing)
+		if err != nil {
+			return res, err
+		}
+		c.discovery, c.listed = d, len(ids)
+	}
+	if _, err := c.object(ctx, DiscoveryName, c.discovery); err != nil {
+		return res, fmt.Errorf("discovery bundle: %w", err)
+	}
 	return res, nil
+}
+
+// object writes b at key unless it is the revision written there last.
+func (c *CalleePublisher) object(ctx context.Context, key string, b *render.CalleeBundle) (bool, error) {
+	if c.written[key] == b.Revision {
+		return false, nil
+	}
+	changed, err := c.p.PublishObject(ctx, key, b.Revision, b.Tarball)
+	if err != nil {
+		return false, err
+	}
+	c.written[key] = b.Revision
+	return changed, nil
 }
 
 // PublishObject writes a callee's bundle at key below the directory unless

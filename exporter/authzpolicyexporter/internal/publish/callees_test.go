@@ -112,34 +112,43 @@ func TestCalleePublisher(t *testing.T) {
 	for name, p := range map[string]Publisher{"file": NewDir(dir), "blob": newBlob(bucket, 0)} {
 		t.Run(name, func(t *testing.T) {
 			out := &counting{Publisher: p}
-			c := NewCalleePublisher(out)
-			res, err := c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r1"), calleeBundle(reserved, "r1")})
+			c := NewCalleePublisher(out, nil)
+			unseen := calleeBundle("", "u1")
+			res, err := c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r1"), calleeBundle(reserved, "r1")}, Unseen: unseen})
 			require.NoError(t, err)
 			assert.Equal(t, CalleeResult{Written: 2, Refused: []string{reserved}}, res)
 			assert.Equal(t, balances+" r1", read[name]("callees/example.org/ns/bank/sa/balances/bundle.tar.gz"))
-			assert.Equal(t, 2, out.calls)
+			assert.Equal(t, " u1", read[name](UnseenName))
+			discovery := read[name](DiscoveryName)
+			assert.Equal(t, 4, out.calls, "two callees, the unseen bundle and the discovery bundle")
 
-			res, err = c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r2")})
+			res, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r2")}, Unseen: unseen})
 			require.NoError(t, err)
 			assert.Equal(t, CalleeResult{Written: 1, Unchanged: 1}, res)
-			assert.Equal(t, 3, out.calls, "an unchanged callee costs no request")
+			assert.Equal(t, 5, out.calls, "an unchanged bundle costs no request")
 			assert.Equal(t, ledger+" r2", read[name]("callees/example.org/ns/bank/sa/ledger/bundle.tar.gz"))
+			assert.Equal(t, discovery, read[name](DiscoveryName), "the same callees are in place")
 
 			// A new publisher finds the bundles in place.
-			again := NewCalleePublisher(p)
-			res, err = again.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r2")})
+			again := NewCalleePublisher(p, nil)
+			res, err = again.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle(ledger, "r2")}, Unseen: unseen})
 			require.NoError(t, err)
 			assert.Equal(t, CalleeResult{Unchanged: 2}, res)
 
 			out.fail = errors.New("store down")
-			_, err = c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")})
+			_, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")}})
 			require.ErrorContains(t, err, "store down")
-			assert.Equal(t, 4, out.calls, "stops at the first failure")
+			assert.Equal(t, 6, out.calls, "stops at the first failure")
 			out.fail = nil
-			res, err = c.Publish(ctx, []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")})
+			res, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")}})
 			require.NoError(t, err)
 			assert.Equal(t, CalleeResult{Written: 2}, res)
 			assert.Equal(t, balances+" r3", read[name]("callees/example.org/ns/bank/sa/balances/bundle.tar.gz"))
+
+			// A new callee is listed once its bundle is in place.
+			_, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(payments, "r1")}})
+			require.NoError(t, err)
+			assert.NotEqual(t, discovery, read[name](DiscoveryName))
 		})
 	}
 }

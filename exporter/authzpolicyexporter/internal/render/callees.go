@@ -36,6 +36,9 @@ type Cache struct {
 	callees map[string]*callee
 	// compiled is the base whose operator data last compiled.
 	compiled [32]byte
+	// unseenKey is what the unseen bundle was made from.
+	unseenKey    [32]byte
+	unseenBundle *CalleeBundle
 }
 
 // NewCache returns an empty cache.
@@ -112,6 +115,32 @@ func (c *Cache) compile(ctx context.Context, base [32]byte, shared map[string]an
 	}
 	c.compiled = base
 	return nil
+}
+
+// unseen is the bundle of the callees without one of their own: authz,
+// the full bundle's data (root as JSON), without grants.
+func (c *Cache) unseen(base [32]byte, root []byte, authz map[string]any, s *SigningOptions) (*CalleeBundle, error) {
+	h := sha256.New()
+	h.Write(base[:])
+	h.Write(root)
+	key := [32]byte(h.Sum(nil))
+	if c.unseenBundle != nil && c.unseenKey == key {
+		return c.unseenBundle, nil
+	}
+	data := maps.Clone(authz)
+	data["grants"] = map[string]any{}
+	sum := newDigest(root, s)
+	sum.add("unseen", nil)
+	b, err := assemble(sum.revision(), map[string]any{"envoy": map[string]any{"authz": data}})
+	if err != nil {
+		return nil, err
+	}
+	tarball, err := seal(b, s)
+	if err != nil {
+		return nil, err
+	}
+	c.unseenKey, c.unseenBundle = key, &CalleeBundle{Revision: b.Manifest.Revision, Tarball: tarball}
+	return c.unseenBundle, nil
 }
 
 // callee renders dst's records, or returns what the last call made of
@@ -295,12 +324,7 @@ func (c *callee) calleeBundle(id string, shared map[string]any, sharedJSON []byt
 	if err != nil {
 		return nil, err
 	}
-	if s != nil {
-		if _, err := signTarball(b, s); err != nil {
-			return nil, err
-		}
-	}
-	tarball, err := write(b)
+	tarball, err := seal(b, s)
 	if err != nil {
 		return nil, err
 	}

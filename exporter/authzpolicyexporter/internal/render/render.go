@@ -111,7 +111,12 @@ type Bundle struct {
 	// Denied are learned routes left out because a deny rule covers them.
 	Denied []Rule
 	// Callees are the callees' own bundles (Options.PerCallee), by ID.
+	// Unseen (no ID) is the bundle for a callee that has none yet: the
+	// full bundle without grants, which decides for a callee it does not
+	// know as the full bundle does, and for any other never more
+	// permissively.
 	Callees []*CalleeBundle
+	Unseen  *CalleeBundle
 	// Skipped counts records that could not be rendered.
 	Skipped int
 }
@@ -229,6 +234,11 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	out.Files[Root+"/data.json"] = append(root, '\n')
 	sum.add("", root)
 	out.Revision = sum.revision()
+	if opts.PerCallee {
+		if out.Unseen, err = cache.unseen(base, root, authz, opts.Signing); err != nil {
+			return nil, err
+		}
+	}
 	authz["grants"] = grants
 
 	b, err := assemble(out.Revision, map[string]any{"envoy": map[string]any{"authz": authz}})
@@ -269,6 +279,16 @@ func insert(grants map[string]any, id string, callers any) {
 		node = next
 	}
 	node[callersKey] = callers
+}
+
+// seal signs b when s is set and writes it.
+func seal(b *bundle.Bundle, s *SigningOptions) ([]byte, error) {
+	if s != nil {
+		if _, err := signTarball(b, s); err != nil {
+			return nil, err
+		}
+	}
+	return write(b)
 }
 
 func write(b *bundle.Bundle) ([]byte, error) {
