@@ -3,7 +3,7 @@
 // bundle of one callee alone, a one-comparison policy as the baseline, and
 // the Check requests that callee's sidecar gets, with their expected
 // decisions. The learned bundles come from render.Render, as the exporter
-// publishes them.
+// publishes them (the callee's as with output.per_callee).
 //
 //	go run ./exporter/authzpolicyexporter/internal/meshbundle -callees 1000 -out DIR
 package main
@@ -17,6 +17,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -93,17 +94,6 @@ func mesh(n int) []aggregate.Record {
 	return out
 }
 
-// calleeOf is the records of one callee: what its per-callee bundle holds.
-func calleeOf(recs []aggregate.Record, callee string) []aggregate.Record {
-	var out []aggregate.Record
-	for _, r := range recs {
-		if r.Destination == callee {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // checks are the requests callee d's sidecar gets, as Envoy sends them:
 // with an Istio XFCC header or with the mTLS principals, allowed and
 // denied, on literal and templated routes.
@@ -158,17 +148,15 @@ func write(ctx context.Context, dir string, n int) error {
 		return fmt.Errorf("a mesh needs more than %d callees", callersPerCallee+1)
 	}
 	d := n / 2
-	recs := mesh(n)
-	opts := render.Options{CardinalityThreshold: 10}
-	full, err := render.Render(ctx, recs, opts)
+	full, err := render.Render(ctx, mesh(n), render.Options{CardinalityThreshold: 10, PerCallee: true})
 	if err != nil {
 		return err
 	}
-	// What the per-callee output publishes for it: its records alone.
-	callee, err := render.Render(ctx, calleeOf(recs, service(d)), opts)
-	if err != nil {
-		return err
+	i := slices.IndexFunc(full.Callees, func(c *render.CalleeBundle) bool { return c.ID == service(d) })
+	if i < 0 {
+		return fmt.Errorf("no bundle of its own for %s", service(d))
 	}
+	callee := full.Callees[i]
 	trivial, err := trivialBundle()
 	if err != nil {
 		return err
@@ -182,8 +170,8 @@ func write(ctx context.Context, dir string, n int) error {
 			return err
 		}
 	}
-	log.Printf("%d callees: full bundle %d rules, %d bytes; %s's bundle %d rules, %d bytes",
-		n, len(full.Rules), len(full.Tarball), service(d), len(callee.Rules), len(callee.Tarball))
+	log.Printf("%d callees: full bundle %d rules, %d bytes; %s's own bundle %d bytes",
+		n, len(full.Rules), len(full.Tarball), service(d), len(callee.Tarball))
 	return nil
 }
 
