@@ -41,9 +41,10 @@ var rows = []row{
 	{"sidecar Go heap, per-callee bundle / trivial", m(`^BenchmarkCheck$`, "callee-heap-bytes"), m(`^BenchmarkCheck$`, "trivial-heap-bytes"), 0},
 	{"ingest / OTLP decode, time per span", m(`^BenchmarkConsumeTraces/batch=mixed$`, "ns/span"), m(`^BenchmarkDecodeOTLP/batch=mixed$`, "ns/span"), 0},
 	{"ingest / OTLP decode, allocations per span", m(`^BenchmarkConsumeTraces/batch=mixed$`, "allocs/span"), m(`^BenchmarkDecodeOTLP/batch=mixed$`, "allocs/span"), 0},
-	{"render, 1k rules", m(`^BenchmarkRender/rules=1000$`, "ns/op"), nil, 0},
-	{"render, 10k rules", m(`^BenchmarkRender/rules=10000$`, "ns/op"), nil, 0},
-	{"render, 100k rules", m(`^BenchmarkRender/rules=100000$`, "ns/op"), nil, 0},
+	{"render, 1k rules, CPU time", m(`^BenchmarkRender/rules=1000/changed=all$`, "cpu-ns/op"), nil, 0},
+	{"render, 10k rules, CPU time", m(`^BenchmarkRender/rules=10000/changed=all$`, "cpu-ns/op"), nil, 0},
+	{"render, 100k rules, CPU time", m(`^BenchmarkRender/rules=100000/changed=all$`, "cpu-ns/op"), nil, 0},
+	{"render, 100k rules, one callee changed, CPU time", m(`^BenchmarkRender/rules=100000/changed=one$`, "cpu-ns/op"), nil, 0},
 	{"collector memory per route", m(`.`, "B/route"), nil, 0},
 }
 
@@ -83,12 +84,14 @@ func (r row) cells(res *results) []string {
 // format prints a value in its unit's natural scale: times from
 // nanoseconds, sizes from bytes, counts as they are.
 func format(v float64, unit string) string {
-	per := ""
-	if _, after, ok := strings.Cut(unit, "/"); ok && after != "op" {
-		per = "/" + after
+	base, per, _ := strings.Cut(unit, "/")
+	if per != "" && per != "op" {
+		per = "/" + per
+	} else {
+		per = ""
 	}
 	switch {
-	case strings.HasPrefix(unit, "ns/") || strings.HasSuffix(unit, "-ns"):
+	case base == "ns" || strings.HasSuffix(base, "-ns"):
 		for _, s := range []struct {
 			scale float64
 			name  string
@@ -98,7 +101,7 @@ func format(v float64, unit string) string {
 			}
 		}
 		return fmt.Sprintf("%.3g ns%s", v, per)
-	case strings.HasPrefix(unit, "B/") || strings.HasSuffix(unit, "-bytes"):
+	case base == "B" || strings.HasSuffix(base, "-bytes"):
 		for _, s := range []struct {
 			scale float64
 			name  string

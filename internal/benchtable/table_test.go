@@ -29,7 +29,7 @@ pkg: github.com/otelcol-authz/otelcol-authz/test/e2e
 BenchmarkCheck-2   	    3000	   1500000 ns/op	    600000 full-p50-ns	    400000 trivial-p50-ns	  45088768 callee-rss-bytes	  41943040 trivial-rss-bytes
 BenchmarkCheck-2   	    3000	   1500000 ns/op	    500000 full-p50-ns	    400000 trivial-p50-ns	  46137344 callee-rss-bytes	  41943040 trivial-rss-bytes
 BenchmarkCheck-2   	    3000	   1500000 ns/op	    550000 full-p50-ns	    400000 trivial-p50-ns	  60000000 callee-rss-bytes	  41943040 trivial-rss-bytes
-BenchmarkRender/rules=1000-2   	      20	  60000000 ns/op
+BenchmarkRender/rules=1000/changed=all-2   	      20	  60000000 ns/op	  90000000 cpu-ns/op
 `
 
 func TestCells(t *testing.T) {
@@ -53,8 +53,8 @@ func TestCells(t *testing.T) {
 			row{"rss", m(`^BenchmarkCheck$`, "callee-rss-bytes"), m(`^BenchmarkCheck$`, "trivial-rss-bytes"), 1.05},
 			[]string{"rss", "44 MiB", "40 MiB", "1.10x", "≤ 1.05x: missed"}},
 		{"baseline missing",
-			row{"ingest", m(`^BenchmarkRender/rules=1000$`, "ns/op"), m(`^BenchmarkDecodeOTLP/batch=mixed$`, "ns/span"), 2},
-			[]string{"ingest", "60 ms", na, na, "≤ 2x"}},
+			row{"render", m(`^BenchmarkRender/rules=1000/changed=all$`, "cpu-ns/op"), m(`^BenchmarkDecodeOTLP/batch=mixed$`, "ns/span"), 2},
+			[]string{"render", "90 ms", na, na, "≤ 2x"}},
 		{"value missing",
 			row{"ingest", m(`^BenchmarkConsumeTraces/batch=mixed$`, "ns/span"), m(`^BenchmarkCheck$`, "trivial-p50-ns"), 0},
 			[]string{"ingest", na, "400 µs", na, ""}},
@@ -81,6 +81,7 @@ func TestFormat(t *testing.T) {
 		{1160, "ns/span", "1.16 µs/span"},
 		{1.2e6, "full-p50-ns", "1.2 ms"},
 		{2.5e9, "ns/op", "2.5 s"},
+		{9e7, "cpu-ns/op", "90 ms"},
 		{92274688, "full-rss-bytes", "88 MiB"},
 		{310, "B/route", "310 B/route"},
 		{2048, "B/route", "2 KiB/route"},
