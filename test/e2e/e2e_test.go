@@ -43,7 +43,7 @@ type collector struct {
 	outDir string
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -51,7 +51,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
@@ -59,7 +59,7 @@ func repoRoot(t *testing.T) string {
 }
 
 // binary returns the path in an environment variable that `make e2e` sets.
-func binary(t *testing.T, env string) string {
+func binary(t testing.TB, env string) string {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
@@ -98,7 +98,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startProcess(t *testing.T, name string, env []string, bin string, args ...string) *process {
+func startProcess(t testing.TB, name string, env []string, bin string, args ...string) *process {
 	t.Helper()
 	p := &process{name: name, log: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
@@ -137,7 +137,7 @@ func (p *process) stop(t *testing.T) {
 }
 
 // waitHTTP waits until url answers with status want.
-func waitHTTP(t *testing.T, url string, want int) {
+func waitHTTP(t testing.TB, url string, want int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(url)
@@ -150,7 +150,7 @@ func waitHTTP(t *testing.T, url string, want int) {
 }
 
 // waitTCP waits until something listens on addr.
-func waitTCP(t *testing.T, addr string) {
+func waitTCP(t testing.TB, addr string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", addr)

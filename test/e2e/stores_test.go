@@ -78,6 +78,15 @@ func waitForObject(t *testing.T, bucketURL string, r opatest.Request) []byte {
 // checkDecision calls OPA-Envoy's ext_authz v3 Check, as Envoy does.
 func checkDecision(t *testing.T, conn *grpc.ClientConn, r opatest.Request) codes.Code {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, checkRequest(r))
+	require.NoError(t, err)
+	return codes.Code(resp.GetStatus().GetCode())
+}
+
+// checkRequest is the ext_authz v3 request Envoy sends for r.
+func checkRequest(r opatest.Request) *authv3.CheckRequest {
 	headers := map[string]string{}
 	if !r.NoHeader {
 		headers["x-forwarded-client-cert"] = r.Header
@@ -85,18 +94,13 @@ func checkDecision(t *testing.T, conn *grpc.ClientConn, r opatest.Request) codes
 			headers["x-forwarded-client-cert"] = "By=" + r.Destination + ";Hash=0f1e2d;Subject=\"\";URI=" + r.Source
 		}
 	}
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source:      &authv3.AttributeContext_Peer{Principal: r.SourcePrincipal},
 		Destination: &authv3.AttributeContext_Peer{Principal: r.DestinationPrincipal},
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: r.Method, Path: r.Path, Headers: headers, Protocol: "HTTP/1.1", Host: "balances:8080",
 		}},
 	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req)
-	require.NoError(t, err)
-	return codes.Code(resp.GetStatus().GetCode())
 }
 
 // S3 end to end: the distribution publishes to an S3 server on loopback,
