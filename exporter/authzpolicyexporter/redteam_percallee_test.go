@@ -138,3 +138,58 @@ func TestRedteamPerCalleeDeletedObjectNotRestored(t *testing.T) {
 	_, err = os.Stat(name)
 	assert.NoError(t, err, "balances' bundle is not written again")
 }
+
+// The full bundle that added a deny rule is in place, but writing the
+// callees' bundles failed (a store hiccup on one object). The next
+// flushes, after a restart that lost the state, are held back by the
+// shrink guard, and a held-back flush never retries the callees' bundles:
+// balances' own bundle keeps allowing what the deny rule, in force in the
+// full bundle, forbids, for as long as the guard holds (up to a window).
+// (Without the restart the next unchanged flush would retry; any held-back
+// flush after a failed callee write shows the same.)
+func TestRedteamPerCalleeHeldBackFlushSkipsRetry(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "overrides.yaml")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	r := newRollout(t, func(c *Config) {
+		c.Output.PerCallee = true
+		c.LearningPeriod = 0
+		c.Window = 2 * time.Hour
+		c.OverridesFile = file
+	})
+	accounts := "spiffe://example.org/ns/bank/sa/accounts"
+	seen := opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/seen"}
+	spans := []ptrace.Traces{calleeSpans(accounts, frontend, "", "/x"), calleeSpans(balances, frontend, "", "/seen"), calleeSpans(ledger, payments, "", "/entries")}
+	r.at(0, spans...)
+	own, _ := calleeBundle(t, r.dir, balances)
+	require.True(t, own.Allowed(seen))
+
+	require.NoError(t, os.WriteFile(file, []byte(`deny:
+  - callee: `+balances+`
+    caller: "*"
+    methods: ["*"]
+    routes: ["/seen"]
+`), 0o600))
+	// accounts' object cannot be replaced for now.
+	key, err := publish.CalleeKey(accounts)
+	require.NoError(t, err)
+	blocked := filepath.Join(r.dir, filepath.FromSlash(key))
+	require.NoError(t, os.Remove(blocked))
+	require.NoError(t, os.MkdirAll(filepath.Join(blocked, "x"), 0o755))
+	_ = r.atErr(time.Minute, spans...)
+	require.Error(t, r.atErr(2*time.Minute, spans...))
+	require.False(t, readBundle(t, r.dir).Allowed(seen), "the deny rule is in the full bundle")
+
+	// The exporter restarts (the final flush fails too: the object is
+	// still blocked) and its state is lost; the store then recovers.
+	r.e.shutdown(context.Background()) //nolint:errcheck
+	r.e = nil
+	r.restart(true)
+	require.NoError(t, os.RemoveAll(blocked))
+	fresh := "spiffe://example.org/ns/bank/sa/zeta"
+	for _, d := range []time.Duration{3 * time.Minute, 30 * time.Minute} {
+		require.NoError(t, r.atErr(d, calleeSpans(fresh, frontend, "", "/z")))
+		require.False(t, readBundle(t, r.dir).Allowed(seen))
+		own, _ = calleeBundle(t, r.dir, balances)
+		assert.False(t, own.Allowed(seen), "at %v balances' own bundle still ignores the deny rule", d)
+	}
+}
