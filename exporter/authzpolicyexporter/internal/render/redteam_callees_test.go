@@ -34,9 +34,15 @@ func TestRedteamCacheMatchesFreshRender(t *testing.T) {
 		{"overrides", base, func(o *Options) { o.Overrides = nil }},
 		{"fewer", base[:3], nil},
 		{"more", append(append([]aggregate.Record{}, base...), rec(balances, web, "GET", "/balances/summary")), nil},
-		{"signed", base, func(o *Options) { o.Signing = &SigningOptions{Key: bytes.Repeat([]byte("1"), 32), Algorithm: "HS256", KeyID: "a"} }},
-		{"rekeyed", base, func(o *Options) { o.Signing = &SigningOptions{Key: bytes.Repeat([]byte("2"), 32), Algorithm: "HS256", KeyID: "a"} }},
-		{"kid", base, func(o *Options) { o.Signing = &SigningOptions{Key: bytes.Repeat([]byte("2"), 32), Algorithm: "HS256", KeyID: "x"} }},
+		{"signed", base, func(o *Options) {
+			o.Signing = &SigningOptions{Key: bytes.Repeat([]byte("1"), 32), Algorithm: "HS256", KeyID: "a"}
+		}},
+		{"rekeyed", base, func(o *Options) {
+			o.Signing = &SigningOptions{Key: bytes.Repeat([]byte("2"), 32), Algorithm: "HS256", KeyID: "a"}
+		}},
+		{"kid", base, func(o *Options) {
+			o.Signing = &SigningOptions{Key: bytes.Repeat([]byte("2"), 32), Algorithm: "HS256", KeyID: "x"}
+		}},
 		{"again", base, nil},
 	}
 	cache := NewCache()
