@@ -62,6 +62,13 @@ type authzExporter struct {
 	callees      *publish.CalleePublisher
 	refused      map[string]bool
 	calleeOutage bool
+	// calleeSource is what the callees' objects mirror: the callees' and
+	// the unseen bundles of the bundle last published, or, until this
+	// process publishes one, of the bundle in place (inPlace, split when
+	// first needed), so that a flush that publishes nothing still brings
+	// them in line with it.
+	calleeSource *render.Bundle
+	inPlace      []byte
 	guard        *shrinkGuard
 	guardReady   bool // the bundle in place was read (or there is none)
 	// unreadable is set while the bundle in place could not be read and
@@ -252,7 +259,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
 	if entries == 0 && !learnedAny {
 		e.logger.Debug("Nothing learned yet; keeping the published bundle")
-		return nil
+		return e.syncCallees(ctx)
 	}
 	if !e.guardReady {
 		// Without the bundle in place neither the guard nor the callee
@@ -291,7 +298,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
 		e.logger.Error("Rendering the bundle failed; the last published bundle stays", zap.Error(err))
-		return fmt.Errorf("render: %w", err)
+		return errors.Join(fmt.Errorf("render: %w", err), e.syncCallees(ctx))
 	}
 	e.telemetry.AuthzPolicyRules.Record(ctx, int64(len(b.Rules)))
 	e.recordModes(ctx, modes)
@@ -302,7 +309,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.publishOutcome(ctx, "unchanged")
 		// The callees' bundles a failure left behind; the others cost
 		// nothing.
-		return e.publishCallees(ctx, b)
+		return e.syncCallees(ctx)
 	}
 	// Rules of audited callees and rules an operator denied are removed on
 	// purpose: an audited callee allows everything anyway.
@@ -313,13 +320,13 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.publishOutcome(ctx, "held_back")
 		e.logger.Warn("Holding back a bundle that would remove many allow rules without their access expiring; the published bundle stays until the access is seen again or a window passes",
 			zap.Int("rules_removed", unexplained), zap.Int("rules_published", len(e.guard.published)), zap.Float64("max_shrink", e.cfg.MaxShrink))
-		return nil
+		return e.syncCallees(ctx)
 	}
 	next, summary, err := e.review(b, modes, ov, snapshot, records)
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
 		e.logger.Error("Writing the review files failed; the last published bundle stays", zap.Error(err))
-		return fmt.Errorf("review: %w", err)
+		return errors.Join(fmt.Errorf("review: %w", err), e.syncCallees(ctx))
 	}
 	changed, err := e.publish(ctx, b)
 	var reviewErr *publish.ReviewError
@@ -348,7 +355,10 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	e.published = publication{revision: b.Revision, rules: next, modes: modeNames(modes)}
 	e.life.Enforced(enforced(modes), now)
 	e.logModeChanges(statuses, before)
-	calleesErr := e.publishCallees(ctx, b)
+	if e.callees != nil {
+		e.calleeSource, e.inPlace = &render.Bundle{Callees: b.Callees, Unseen: b.Unseen}, nil
+	}
+	calleesErr := e.syncCallees(ctx)
 	if !changed {
 		e.publishOutcome(ctx, "unchanged")
 		return calleesErr
@@ -368,14 +378,31 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	return calleesErr
 }
 
-// publishCallees writes the callees' own bundles that changed, once the
-// full bundle is in place (a bundle the shrink guard holds back holds
-// theirs back too). What a failure leaves behind is written at the next
-// flush.
-func (e *authzExporter) publishCallees(ctx context.Context, b *render.Bundle) error {
+// syncCallees makes the callees' objects mirror the full bundle in place
+// (a bundle the shrink guard holds back holds theirs back too), at every
+// flush: what a failure left behind is written at the next one, whatever
+// that flush publishes.
+func (e *authzExporter) syncCallees(ctx context.Context) error {
 	if e.callees == nil {
 		return nil
 	}
+	if e.calleeSource == nil {
+		if e.inPlace == nil {
+			return nil
+		}
+		b, err := render.Split(e.inPlace, e.signing)
+		if err != nil {
+			e.logger.Error("The callees' bundles cannot be made from the bundle in place; they follow the next publication", zap.Error(err))
+			e.inPlace = nil
+			return err
+		}
+		e.calleeSource, e.inPlace = b, nil
+	}
+	return e.publishCallees(ctx, e.calleeSource)
+}
+
+// publishCallees writes the callees' objects of b that changed.
+func (e *authzExporter) publishCallees(ctx context.Context, b *render.Bundle) error {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Output.Timeout)
 	defer cancel()
 	res, err := e.callees.Publish(ctx, b)
@@ -390,7 +417,7 @@ func (e *authzExporter) publishCallees(ctx context.Context, b *render.Bundle) er
 	for _, id := range res.Refused {
 		if !e.refused[id] {
 			e.refused[id] = true
-			e.logger.Warn("A callee's own bundle is not published: a segment of its SPIFFE ID is named "+publish.BundleName+", reserved for the bundles themselves; its sidecar must use the full bundle",
+			e.logger.Warn("A callee's own bundle is not published: its SPIFFE ID has a segment named "+publish.BundleName+" (reserved for the bundles themselves) or is too long to store; its sidecar must poll the full bundle (the discovery bundle points it at the unseen bundle, which has no grants)",
 				zap.String("callee", id))
 		}
 	}
@@ -451,6 +478,9 @@ func (e *authzExporter) loadPublished(ctx context.Context) error {
 	}
 	e.guard.setPublished(p.Rules)
 	e.life.Enforced(enforced(p.Modes), e.now())
+	if e.callees != nil && e.calleeSource == nil {
+		e.inPlace = raw
+	}
 	e.published = publication{revision: p.Revision, rules: reviewRules(p.Rules), modes: modeNames(p.Modes)}
 	return nil
 }

@@ -115,7 +115,7 @@ func TestPerCalleeReservedName(t *testing.T) {
 	info, err := os.Stat(filepath.Join(r.dir, "callees", "example.org", "ns", "bank", "sa", "balances", publish.BundleName))
 	require.NoError(t, err)
 	assert.True(t, info.Mode().IsRegular(), "the reserved callee's object never stands where balances' bundle is")
-	assert.Len(t, r.logs.FilterMessageSnippet("is not published: a segment of its SPIFFE ID is named").All(), 1)
+	assert.Len(t, r.logs.FilterMessageSnippet("is not published: its SPIFFE ID has a segment named").All(), 1)
 	metadatatest.AssertEqualAuthzPolicyCalleeBundles(t, r.tel, []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("outcome", "published"))},
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("outcome", "unchanged"))},

@@ -29,12 +29,12 @@ func (r *rollout) atErr(d time.Duration, tds ...ptrace.Traces) error {
 }
 
 // A destination whose one path segment is longer than a file name may be
-// (a valid SPIFFE ID: only its whole length is capped) can never be
-// written on a file output. CalleePublisher.Publish stops at that callee
-// on every flush, so no callee sorted after it ever gets a newer bundle:
-// once balances' grant expired, the full bundle denies it, but balances'
-// own bundle (and the discovery bundle pointing at it) keeps allowing it.
-func TestRedteamPerCalleeUnwritableCalleeFreezesOthers(t *testing.T) {
+// (a valid SPIFFE ID: only its whole length is capped) could never be
+// written on a file output; had the publisher stopped at it, no callee
+// sorted after it would get a newer bundle, and balances' own bundle
+// would keep the grant that expired from the full bundle. It is refused,
+// and the others are written.
+func TestRedteamPerCalleeUnwritableCalleeFreezesNoOther(t *testing.T) {
 	r := newRollout(t, func(c *Config) {
 		c.Output.PerCallee = true
 		c.Window = 2 * time.Hour
@@ -62,11 +62,10 @@ func TestRedteamPerCalleeUnwritableCalleeFreezesOthers(t *testing.T) {
 }
 
 // A callee that leaves the full bundle (here: one past max_entries, so
-// never tracked by the lifecycle, whose records then expire) keeps its own
-// bundle with its old grants, and the discovery bundle keeps pointing its
-// sidecar at it (CalleePublisher.placed never shrinks), while the full
-// bundle treats it as unseen and denies.
-func TestRedteamPerCalleeDroppedCalleeKeepsOwnBundle(t *testing.T) {
+// never tracked by the lifecycle, whose records then expire) must not keep
+// its own bundle with its old grants, nor the discovery bundle point its
+// sidecar at it, while the full bundle treats it as unseen and denies.
+func TestRedteamPerCalleeDroppedCalleeLosesOwnBundle(t *testing.T) {
 	r := newRollout(t, func(c *Config) {
 		c.Output.PerCallee = true
 		c.Window = 2 * time.Hour
@@ -99,10 +98,10 @@ func TestRedteamPerCalleeDroppedCalleeKeepsOwnBundle(t *testing.T) {
 }
 
 // After a restart that lost the state, a callee the bundle in place
-// audited is no longer known; the full bundle takes it for unseen (deny by
-// with unseen_callees: deny), but its own bundle, never written again, still audits it:
-// everything is allowed to a sidecar that polls it (per-callee.yaml).
-func TestRedteamPerCalleeRestartLeavesAuditedBundle(t *testing.T) {
+// audited is no longer known; the full bundle takes it for unseen (denied
+// with unseen_callees: deny), and so must its own bundle, found in place,
+// or a sidecar polling it (per-callee.yaml) would allow everything.
+func TestRedteamPerCalleeRestartReplacesAuditedBundle(t *testing.T) {
 	r := newRollout(t, func(c *Config) {
 		c.Output.PerCallee = true
 		c.Window = 2 * time.Hour
@@ -123,31 +122,30 @@ func TestRedteamPerCalleeRestartLeavesAuditedBundle(t *testing.T) {
 	assert.False(t, own.Allowed(stranger), "balances' own bundle still audits, allowing everything")
 }
 
-// An object removed or replaced out of band is never written again while
-// its revision stays the same: the "already written" map is trusted over
-// the store.
-func TestRedteamPerCalleeDeletedObjectNotRestored(t *testing.T) {
+// An object removed or replaced out of band is written again: the
+// "already written" map is trusted over the store for a few flushes only.
+func TestRedteamPerCalleeDeletedObjectRestored(t *testing.T) {
 	r := newRollout(t, func(c *Config) { c.Output.PerCallee = true })
 	r.at(0, calleeSpans(balances, frontend, "", "/seen"))
 	key, err := publish.CalleeKey(balances)
 	require.NoError(t, err)
 	name := filepath.Join(r.dir, filepath.FromSlash(key))
 	require.NoError(t, os.Remove(name))
-	r.at(time.Minute, calleeSpans(balances, frontend, "", "/seen"))
-	r.at(2*time.Minute, calleeSpans(balances, frontend, "", "/seen"))
+	for i := range 20 {
+		r.at(time.Duration(i+1)*time.Minute, calleeSpans(balances, frontend, "", "/seen"))
+	}
 	_, err = os.Stat(name)
-	assert.NoError(t, err, "balances' bundle is not written again")
+	assert.NoError(t, err, "balances' bundle is written again")
 }
 
 // The full bundle that added a deny rule is in place, but writing the
 // callees' bundles failed (a store hiccup on one object). The next
 // flushes, after a restart that lost the state, are held back by the
-// shrink guard, and a held-back flush never retries the callees' bundles:
-// balances' own bundle keeps allowing what the deny rule, in force in the
-// full bundle, forbids, for as long as the guard holds (up to a window).
-// (Without the restart the next unchanged flush would retry; any held-back
-// flush after a failed callee write shows the same.)
-func TestRedteamPerCalleeHeldBackFlushSkipsRetry(t *testing.T) {
+// shrink guard; had a held-back flush not brought the callees' bundles in
+// line with the bundle in place, balances' own bundle would keep allowing
+// what the deny rule, in force in the full bundle, forbids, for as long as
+// the guard holds (up to a window).
+func TestRedteamPerCalleeHeldBackFlushRetries(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "overrides.yaml")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
 	r := newRollout(t, func(c *Config) {

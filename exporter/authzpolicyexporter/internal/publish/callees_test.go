@@ -14,6 +14,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
 func TestCalleeKey(t *testing.T) {
@@ -137,18 +138,63 @@ func TestCalleePublisher(t *testing.T) {
 
 			out.fail = errors.New("store down")
 			_, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")}})
-			require.ErrorContains(t, err, "store down")
-			assert.Equal(t, 6, out.calls, "stops at the first failure")
+			require.ErrorContains(t, err, "bundle of "+balances+": store down")
+			require.ErrorContains(t, err, "bundle of "+ledger+": store down")
+			assert.Equal(t, 8, out.calls, "a failure does not stop the others, nor the discovery bundle")
 			out.fail = nil
-			res, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")}})
+			res, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(ledger, "r3")}, Unseen: unseen})
 			require.NoError(t, err)
 			assert.Equal(t, CalleeResult{Written: 2}, res)
 			assert.Equal(t, balances+" r3", read[name]("callees/example.org/ns/bank/sa/balances/bundle.tar.gz"))
 
-			// A new callee is listed once its bundle is in place.
-			_, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(payments, "r1")}})
+			// A callee the bundle no longer knows gets the unseen bundle,
+			// which decides for it as the full bundle does; the discovery
+			// bundle lists the callees in place.
+			_, err = c.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r3"), calleeBundle(payments, "r1")}, Unseen: unseen})
 			require.NoError(t, err)
+			assert.Equal(t, " u1", read[name]("callees/example.org/ns/bank/sa/ledger/bundle.tar.gz"))
 			assert.NotEqual(t, discovery, read[name](DiscoveryName))
+			_, files := untar(t, read[name](DiscoveryName))
+			assert.JSONEq(t, `{"authz":{"discovery":{"callees":{"example.org/ns/bank/sa/balances":true,"example.org/ns/bank/sa/payments":true}}}}`, files["/data.json"])
+
+			// So does one a publisher finds in place at its start.
+			fresh := NewCalleePublisher(p, nil)
+			_, err = fresh.Publish(ctx, &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(ledger, "r4")}, Unseen: calleeBundle("", "u2")})
+			require.NoError(t, err)
+			assert.Equal(t, " u2", read[name]("callees/example.org/ns/bank/sa/balances/bundle.tar.gz"))
+			assert.Equal(t, ledger+" r4", read[name]("callees/example.org/ns/bank/sa/ledger/bundle.tar.gz"))
 		})
 	}
+}
+
+func untar(t *testing.T, tarball string) ([]string, map[string]string) {
+	t.Helper()
+	names, files := opatest.Untar(t, []byte(tarball))
+	out := map[string]string{}
+	for n, b := range files {
+		out[n] = string(b)
+	}
+	return names, out
+}
+
+// An object removed out of band is written again within verifyEvery
+// publications; a name too long to store is refused.
+func TestCalleePublisherVerifiesObjects(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := NewCalleePublisher(NewDir(dir), nil)
+	b := &render.Bundle{Callees: []*render.CalleeBundle{calleeBundle(balances, "r1"), calleeBundle("spiffe://example.org/"+strings.Repeat("a", 256), "r1")}}
+	res, err := c.Publish(ctx, b)
+	require.NoError(t, err)
+	assert.Len(t, res.Refused, 1)
+	name := filepath.Join(dir, "callees", "example.org", "ns", "bank", "sa", "balances", BundleName)
+	require.NoError(t, os.Remove(name))
+	for range verifyEvery {
+		_, err := c.Publish(ctx, b)
+		require.NoError(t, err)
+	}
+	_, err = os.Stat(name)
+	assert.NoError(t, err, "written again")
+	_, err = CalleeKey("spiffe://example.org/" + strings.Repeat("a/", 449) + "a")
+	assert.ErrorIs(t, err, ErrNameTooLong)
 }

@@ -31,6 +31,8 @@ type Publisher interface {
 	// PublishObject writes another bundle, a callee's own, at key below
 	// the output, and reports false when the one in place has revision.
 	PublishObject(ctx context.Context, key, revision string, tarball []byte) (changed bool, err error)
+	// ListObjects lists the keys below prefix.
+	ListObjects(ctx context.Context, prefix string) ([]string, error)
 	// Fetch returns the bundle in place, or nil if there is none.
 	Fetch(ctx context.Context) ([]byte, error)
 	Close() error

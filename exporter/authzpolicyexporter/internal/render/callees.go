@@ -1,10 +1,13 @@
 package render
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"path"
@@ -12,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
@@ -149,16 +153,21 @@ func (c *Cache) callee(base [32]byte, dst string, recs []aggregate.Record, opts 
 	slices.SortFunc(recs, func(a, b aggregate.Record) int {
 		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Method, b.Method), strings.Compare(a.Route, b.Route))
 	})
+	// Length-prefixed, so that no record (valid or not) can stand for
+	// others.
 	h := sha256.New()
 	h.Write(base[:])
-	h.Write([]byte(dst))
+	field := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(dst)
 	for _, r := range recs {
-		h.Write([]byte{0})
-		h.Write([]byte(r.Source))
-		h.Write([]byte{0})
-		h.Write([]byte(r.Method))
-		h.Write([]byte{0})
-		h.Write([]byte(r.Route))
+		field(r.Source)
+		field(r.Method)
+		field(r.Route)
 	}
 	key := [32]byte(h.Sum(nil))
 	if old := c.callees[dst]; old != nil && old.key == key {
@@ -331,4 +340,58 @@ func (c *callee) calleeBundle(id string, shared map[string]any, sharedJSON []byt
 	c.bundle = &CalleeBundle{ID: id, Revision: b.Manifest.Revision, Tarball: tarball}
 	c.entry = entryJSON
 	return c.bundle, nil
+}
+
+// Split gives the callees' own bundles and the unseen bundle of a bundle
+// published before, the same as Render gave with PerCallee: they are a
+// function of the full bundle's data. The exporter brings the callees'
+// objects in line with the bundle in place with it when it publishes no
+// new one.
+func Split(tarball []byte, s *SigningOptions) (*Bundle, error) {
+	b, err := bundle.NewReader(bytes.NewReader(tarball)).WithSkipBundleVerification(true).Read()
+	if err != nil {
+		return nil, err
+	}
+	authz, ok := lookup(b.Data, "envoy", "authz")
+	if !ok {
+		return nil, errors.New("bundle has no envoy.authz")
+	}
+	entries, _ := authz["callees"].(map[string]any)
+	grants, _ := authz["grants"].(map[string]any)
+	delete(authz, "grants")
+	shared := maps.Clone(authz)
+	delete(shared, "callees")
+	sharedJSON, err := json.Marshal(shared)
+	if err != nil {
+		return nil, err
+	}
+	out := &Bundle{Revision: b.Manifest.Revision}
+	ids := slices.Sorted(maps.Keys(entries))
+	for _, id := range ids {
+		if spiffeid.Validate(id) != nil {
+			return nil, fmt.Errorf("callee %q is no valid SPIFFE ID", id)
+		}
+		c := &callee{}
+		if callers, ok := lookup(grants, append(spiffeid.Segments(id), callersKey)...); ok {
+			file, err := json.MarshalIndent(callers, "", "  ")
+			if err != nil {
+				return nil, err
+			}
+			c.file = append(file, '\n')
+			c.sum = sha256.Sum256(c.file)
+		}
+		cb, err := c.calleeBundle(id, shared, sharedJSON, entries[id], s)
+		if err != nil {
+			return nil, err
+		}
+		out.Callees = append(out.Callees, cb)
+	}
+	root, err := json.MarshalIndent(authz, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if out.Unseen, err = NewCache().unseen([32]byte{}, root, authz, s); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -174,3 +174,28 @@ func TestCalleeBundleSigned(t *testing.T) {
 	unsigned := byID(renderOpts(t, meshRecords(), perCallee(t)))
 	assert.NotEqual(t, unsigned[balances].Revision, byID(b)[balances].Revision)
 }
+
+// The callees' bundles are a function of the full bundle: split from a
+// published tarball they are Render's, byte for byte.
+func TestSplitMatchesRender(t *testing.T) {
+	k := newRSAKey(t)
+	for name, s := range map[string]*SigningOptions{"unsigned": nil, "RS256": k.signing("authz")} {
+		t.Run(name, func(t *testing.T) {
+			opts := perCallee(t)
+			opts.Signing = s
+			b := renderOpts(t, meshRecords(), opts)
+			split, err := Split(b.Tarball, s)
+			require.NoError(t, err)
+			require.Len(t, split.Callees, len(b.Callees))
+			for i, c := range b.Callees {
+				assert.Equal(t, c.ID, split.Callees[i].ID)
+				assert.Equal(t, c.Revision, split.Callees[i].Revision, c.ID)
+				assert.Equal(t, c.Tarball, split.Callees[i].Tarball, c.ID)
+			}
+			assert.Equal(t, b.Unseen.Revision, split.Unseen.Revision)
+			assert.Equal(t, b.Unseen.Tarball, split.Unseen.Tarball)
+		})
+	}
+	_, err := Split([]byte("not a bundle"), nil)
+	assert.Error(t, err)
+}

@@ -87,12 +87,12 @@ func TestRedteamCacheMatchesFreshRender(t *testing.T) {
 	}
 }
 
-// The cache key joins each record's fields with NUL bytes, but a record
-// whose route holds NULs is accepted by Render (and skipped as invalid).
-// Such a record hashes exactly like two valid ones, so a flush whose only
-// record for balances is that invalid one reuses the rendering of the two
-// valid ones: the bundles keep granting access no record supports.
-func TestRedteamCacheKeyIsNotInjective(t *testing.T) {
+// A record whose route holds NULs is accepted by Render (and skipped as
+// invalid). Were the cache key the fields joined with NUL bytes, it would
+// hash like two valid records, and a flush whose only record for balances
+// is that invalid one would reuse their rendering: the bundles would keep
+// granting access no record supports.
+func TestRedteamCacheKeyIsInjective(t *testing.T) {
 	opts := Options{CardinalityThreshold: 10, PerCallee: true, Cache: NewCache()}
 	valid := []aggregate.Record{
 		rec(balances, frontend, "GET", "/x"),
