@@ -194,23 +194,24 @@ func (e *authzExporter) shutdown(ctx context.Context) error {
 func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) error {
 	now := e.now()
 	var counts [numReasons]int64
-	obs := make([]aggregate.Record, 0, td.SpanCount())
+	b := e.extract.newBatch(td.SpanCount())
+	defer b.done()
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
 		res := rs.Resource().Attributes()
-		resOutcome := e.extract.outcome(res)
+		b.resource(res)
 		version, versioned := e.extract.version(res), ""
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
-				rec, why := e.extract.observe(res, resOutcome, spans.At(k), now)
+				rec, why := b.observe(spans.At(k), now)
 				counts[why]++
 				if why != learned {
 					continue
 				}
-				obs = append(obs, rec)
+				b.records = append(b.records, rec)
 				// A learned span was let through: it may announce its
 				// callee's version, once per callee and batch.
 				if version != "" && rec.Destination != versioned {
@@ -220,7 +221,7 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 			}
 		}
 	}
-	dropped := e.agg.Observe(obs)
+	dropped := e.agg.Observe(b.records)
 	counts[learned] -= int64(dropped.Total())
 	counts[reasonAggregateFull] += int64(dropped.Full)
 	counts[reasonCallerFull] += int64(dropped.CallerFull)

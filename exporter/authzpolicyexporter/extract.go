@@ -2,7 +2,10 @@ package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/ex
 
 import (
 	"errors"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -90,6 +93,10 @@ type extractor struct {
 	learner     *route.Learner
 	window      time.Duration
 	bucket      time.Duration
+	names       attrNames
+	batches     sync.Pool // of *batch, for their buffers
+	// arenaPerSpan is what the last batch put in its arena, per span.
+	arenaPerSpan atomic.Int64
 }
 
 func newExtractor(cfg *Config) (*extractor, error) {
@@ -107,7 +114,95 @@ func newExtractor(cfg *Config) (*extractor, error) {
 		window:      cfg.Window,
 		bucket:      cfg.TimeBucket,
 		domains:     set(cfg.TrustDomains),
+		names:       newAttrNames(cfg.Attributes),
 	}, nil
+}
+
+// batch is what the spans of one batch share: their resource's attributes
+// and outcome, read once for all its spans, and a buffer that the strings
+// of their records point into (routes, headers that had to be unescaped),
+// so that a span costs no allocation of its own. The aggregate copies the
+// strings it keeps.
+type batch struct {
+	x          *extractor
+	span, res  attrIndex
+	resOutcome outcome
+	arena      strings.Builder
+	key        []byte
+	// hops are the headers read so far and what they say: a client's
+	// header differs only in the callee it calls, spans repeat it.
+	hops map[string]hopResult
+	// records are the accesses the batch showed.
+	records []aggregate.Record
+}
+
+type hopResult struct {
+	dst, src string
+	why      reason
+}
+
+// hop is hop for a header of the batch.
+func (b *batch) hop(header string) (dst, src string, why reason) {
+	if r, ok := b.hops[header]; ok {
+		return r.dst, r.src, r.why
+	}
+	dst, src, why = hop(header)
+	b.hops[header] = hopResult{dst, src, why}
+	return dst, src, why
+}
+
+// newBatch returns a batch for spans, to be given back with done once its
+// records were observed.
+func (x *extractor) newBatch(spans int) *batch {
+	b, _ := x.batches.Get().(*batch)
+	if b == nil {
+		b = &batch{x: x, span: newAttrIndex(&x.names), res: newAttrIndex(&x.names), hops: map[string]hopResult{}}
+	}
+	b.records = slices.Grow(b.records[:0], spans)
+	// The arena is never reused: records of earlier batches may still
+	// point into it. It is made as large as the last batches needed.
+	b.arena = strings.Builder{}
+	b.arena.Grow(int(x.arenaPerSpan.Load())*spans + 64)
+	return b
+}
+
+// done gives b back for another batch.
+func (b *batch) done() {
+	if n := len(b.records); n > 0 {
+		b.x.arenaPerSpan.Store(int64(min(b.arena.Len()/n+1, 1024)))
+	}
+	clear(b.records)
+	clear(b.hops)
+	b.arena = strings.Builder{}
+	b.x.batches.Put(b)
+}
+
+// resource starts the spans of a resource.
+func (b *batch) resource(res pcommon.Map) {
+	b.res.read(&b.x.names, res)
+	b.resOutcome = b.x.outcome(&b.res)
+}
+
+// keep returns a copy of s that stays valid as long as the batch's records.
+func (b *batch) keep(s []byte) string {
+	start := b.arena.Len()
+	b.arena.Write(s)
+	return b.arena.String()[start:]
+}
+
+// lookup returns the first named attribute of f, on the span or its
+// resource.
+func (b *batch) lookup(f field) (pcommon.Value, bool) {
+	n := &b.x.names
+	for s := n.first[f]; s < n.first[f+1]; s++ {
+		if v, ok := b.span.get(s); ok {
+			return v, true
+		}
+		if v, ok := b.res.get(s); ok {
+			return v, true
+		}
+	}
+	return pcommon.Value{}, false
 }
 
 func set[K comparable](items []K) map[K]bool {
@@ -118,10 +213,10 @@ func set[K comparable](items []K) map[K]bool {
 	return m
 }
 
-// observe returns the access a span shows, or why it shows none.
-// resOutcome is x.outcome(res) of the span's resource, read once for all its
-// spans.
-func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Span, now time.Time) (aggregate.Record, reason) {
+// observe returns the access a span of b's current resource shows, or
+// why it shows none.
+func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reason) {
+	x := b.x
 	switch span.Kind() {
 	case ptrace.SpanKindServer:
 	case ptrace.SpanKindUnspecified:
@@ -133,9 +228,9 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 		// received: learning it would teach its calls as access to itself.
 		return aggregate.Record{}, reasonNotServerSpan
 	}
-	attrs := span.Attributes()
-	o := x.outcome(attrs)
-	o.merge(resOutcome)
+	b.span.read(&x.names, span.Attributes())
+	o := x.outcome(&b.span)
+	o.merge(b.resOutcome)
 	if o.why != learned {
 		return aggregate.Record{}, o.why
 	}
@@ -150,7 +245,7 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 		return aggregate.Record{}, reasonExpired
 	}
 
-	dst, src, why := x.identities(attrs, res, rpc)
+	dst, src, why := b.identities(rpc)
 	if why != learned {
 		return aggregate.Record{}, why
 	}
@@ -163,7 +258,7 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 		return aggregate.Record{}, reasonUntrustedDomain
 	}
 
-	mv, ok := lookup(x.attrs.Method, attrs, res)
+	mv, ok := b.lookup(fieldMethod)
 	if !ok || mv.Str() == "" {
 		return aggregate.Record{}, reasonNoMethod
 	}
@@ -172,15 +267,18 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 		return aggregate.Record{}, reasonInvalidMethod
 	}
 
-	path, ok := x.path(attrs, res)
+	path, ok := b.path()
 	if !ok {
 		return aggregate.Record{}, reasonNoPath
 	}
 	var instrumented string
-	if v, ok := lookup(x.attrs.Route, attrs, res); ok && v.Type() == pcommon.ValueTypeStr {
+	if v, ok := b.lookup(fieldRoute); ok && v.Type() == pcommon.ValueTypeStr {
 		instrumented = v.Str()
 	}
-	rt, origin, err := x.learner.LearnFrom(path, instrumented, rpc.call)
+	var err error
+	var origin route.Origin
+	var wild bool
+	b.key, origin, wild, err = x.learner.AppendKey(b.key[:0], path, instrumented, rpc.call)
 	switch {
 	case errors.Is(err, route.ErrTraversal):
 		return aggregate.Record{}, reasonPathTraversal
@@ -192,14 +290,14 @@ func (x *extractor) observe(res pcommon.Map, resOutcome outcome, span ptrace.Spa
 		return aggregate.Record{}, reasonInvalidPath
 	}
 	var values uint64
-	if rt.HasWildcard() {
+	if wild {
 		if i := strings.IndexAny(path, "?#"); i >= 0 {
 			path = path[:i]
 		}
 		values = aggregate.ValueBit(path)
 	}
 	return aggregate.Record{
-		Key: aggregate.Key{Destination: dst, Source: src, Method: method, Route: rt.String()},
+		Key: aggregate.Key{Destination: dst, Source: src, Method: method, Route: b.keep(b.key)},
 		Stats: aggregate.Stats{
 			Count: 1, FirstSeen: seen, LastSeen: seen,
 			Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64),
@@ -238,7 +336,7 @@ func (o *outcome) merge(p outcome) {
 
 // outcome reads every status in one attribute map, HTTP and RPC, and what
 // shows an RPC call: rpc.system, a content type, an RPC status.
-func (x *extractor) outcome(m pcommon.Map) outcome {
+func (x *extractor) outcome(m *attrIndex) outcome {
 	var o outcome
 	// Accepted codes are small (0-16, 100-599), so int holds them.
 	judge := func(code int64, ok bool, skip map[int]bool) {
@@ -249,26 +347,27 @@ func (x *extractor) outcome(m pcommon.Map) outcome {
 			o.worse(reasonDeniedStatus)
 		}
 	}
-	each(x.attrs.StatusCode, m, func(v pcommon.Value) {
+	each := func(f field, fn func(pcommon.Value)) { x.names.each(f, m, fn) }
+	each(fieldStatusCode, func(v pcommon.Value) {
 		c, ok := status.HTTP(v)
 		judge(c, ok, x.skip)
 	})
-	each(x.attrs.GRPCStatusCode, m, func(v pcommon.Value) {
+	each(fieldGRPCStatusCode, func(v pcommon.Value) {
 		o.rpc.status = true
 		c, ok := status.GRPC(v)
 		judge(c, ok, x.skipGRPC)
 	})
-	each(x.attrs.RPCSystem, m, func(v pcommon.Value) {
+	each(fieldRPCSystem, func(v pcommon.Value) {
 		o.rpc.call = o.rpc.call || rpcSystem(v.Str())
 	})
-	each(x.attrs.ContentType, m, func(v pcommon.Value) {
+	each(fieldContentType, func(v pcommon.Value) {
 		eachString(v, func(ct string) { o.rpc.call = o.rpc.call || rpcContent(ct) })
 	})
-	each(x.attrs.ResponseHeaders, m, func(v pcommon.Value) {
+	each(fieldResponseHeaders, func(v pcommon.Value) {
 		names := [2]string{grpcStatusHeader, contentTypeHeader}
 		var code string
 		codes := 0
-		err := headerjson.FindEach(valueString(v), names[:], func(i int, h string) {
+		err := headerjson.FindEach(valueString(v), names[:], nil, func(i int, h string) {
 			if i == 0 {
 				code = h
 				codes++
@@ -319,13 +418,14 @@ func (x *extractor) trusted(dst, src string) bool {
 // A value that may have been cut is never read for identities: with
 // APPEND_FORWARD the element Envoy appended for the current hop is the one
 // a cut removes, and what is left ends with the client's own element.
-func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, src string, why reason) {
-	raw, hasRaw := lookup(x.attrs.XFCC, attrs, res)
-	if v, ok := lookup(x.attrs.RequestHeaders, attrs, res); ok && (!hasRaw || !rpc.status) {
+func (b *batch) identities(rpc *rpcEvidence) (dst, src string, why reason) {
+	x := b.x
+	raw, hasRaw := b.lookup(fieldXFCC)
+	if v, ok := b.lookup(fieldRequestHeaders); ok && (!hasRaw || !rpc.status) {
 		doc := valueString(v)
 		var h header
 		names := [2]string{xfccHeader, contentTypeHeader}
-		err := headerjson.FindEach(doc, names[:], func(i int, part string) {
+		err := headerjson.FindEach(doc, names[:], &b.arena, func(i int, part string) {
 			if i == 1 {
 				rpc.call = rpc.call || rpcContent(part)
 				return
@@ -342,7 +442,7 @@ func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, s
 		case x.cutHeader(h):
 			return "", "", reasonTruncatedHeader
 		case h.parts > 0:
-			return hop(h.value)
+			return b.hop(h.value)
 		}
 	}
 	if hasRaw {
@@ -351,10 +451,10 @@ func (x *extractor) identities(attrs, res pcommon.Map, rpc *rpcEvidence) (dst, s
 		if x.cutHeader(h) {
 			return "", "", reasonTruncatedHeader
 		}
-		return hop(h.value)
+		return b.hop(h.value)
 	}
-	by, okBy := lookup(x.attrs.XFCCBy, attrs, res)
-	uri, okURI := lookup(x.attrs.XFCCURI, attrs, res)
+	by, okBy := b.lookup(fieldXFCCBy)
+	uri, okURI := b.lookup(fieldXFCCURI)
 	if !okBy || !okURI {
 		return "", "", reasonNoIdentity
 	}
@@ -420,11 +520,11 @@ func hop(header string) (dst, src string, why reason) {
 }
 
 // path returns the request path, from a path attribute or a URL.
-func (x *extractor) path(attrs, res pcommon.Map) (string, bool) {
-	if v, ok := lookup(x.attrs.Path, attrs, res); ok && valueString(v) != "" {
+func (b *batch) path() (string, bool) {
+	if v, ok := b.lookup(fieldPath); ok && valueString(v) != "" {
 		return valueString(v), true
 	}
-	v, ok := lookup(x.attrs.URL, attrs, res)
+	v, ok := b.lookup(fieldURL)
 	if !ok {
 		return "", false
 	}
@@ -462,34 +562,19 @@ func (x *extractor) cutText(s string) bool {
 }
 
 func isASCII(s string) bool {
+	// Eight bytes at a time, as the compiler loads them in one.
+	for ; len(s) >= 8; s = s[8:] {
+		if (uint64(s[0])|uint64(s[1])<<8|uint64(s[2])<<16|uint64(s[3])<<24|
+			uint64(s[4])<<32|uint64(s[5])<<40|uint64(s[6])<<48|uint64(s[7])<<56)&0x8080808080808080 != 0 {
+			return false
+		}
+	}
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return false
 		}
 	}
 	return true
-}
-
-// each calls f with every named attribute present in m.
-func each(names []string, m pcommon.Map, f func(pcommon.Value)) {
-	for _, n := range names {
-		if v, ok := m.Get(n); ok {
-			f(v)
-		}
-	}
-}
-
-// lookup returns the first named attribute, on the span or its resource.
-func lookup(names []string, attrs, res pcommon.Map) (pcommon.Value, bool) {
-	for _, n := range names {
-		if v, ok := attrs.Get(n); ok {
-			return v, true
-		}
-		if v, ok := res.Get(n); ok {
-			return v, true
-		}
-	}
-	return pcommon.Value{}, false
 }
 
 // valueString reads a string attribute; Pixie sends text that is not valid

@@ -37,8 +37,9 @@ func FuzzObserve(f *testing.F) {
 		a.PutDouble("rpc.grpc.status_code", grpcNum)
 		a.PutStr("rpc.response.status_code", grpcName)
 		a.PutStr("http.resp_headers", respHeaders)
-		res := pcommon.NewMap()
-		rec, why := x.observe(res, x.outcome(res), span, now)
+		b := x.newBatch(1)
+		b.resource(pcommon.NewMap())
+		rec, why := b.observe(span, now)
 		if why != learned {
 			return
 		}

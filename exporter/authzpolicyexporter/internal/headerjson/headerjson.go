@@ -29,7 +29,7 @@ var (
 func Find(doc, name string) (string, bool, error) {
 	var v string
 	found := false
-	err := FindEach(doc, []string{name}, func(_ int, part string) {
+	err := FindEach(doc, []string{name}, nil, func(_ int, part string) {
 		if found {
 			v += "," + part
 		} else {
@@ -45,8 +45,11 @@ func Find(doc, name string) (string, bool, error) {
 // FindEach is Find for several headers in one pass over doc, part by part:
 // f gets the index in names of each header found and one of its values (an
 // element of an array, or the value of one of the repeated keys), in
-// document order. On an error, what f was given is not to be used.
-func FindEach(doc string, names []string, f func(i int, value string)) error {
+// document order. On an error, what f was given is not to be used. Values
+// with escapes are unescaped into arena when it is not nil, so that they
+// cost no allocation of their own; they stay valid, as a Builder never
+// rewrites what it holds.
+func FindEach(doc string, names []string, arena *strings.Builder, f func(i int, value string)) error {
 	s := scanner{doc: doc}
 	s.space()
 	if !s.consume('{') {
@@ -75,12 +78,8 @@ func FindEach(doc string, names []string, f func(i int, value string)) error {
 			if !strings.EqualFold(key, name) {
 				continue
 			}
-			vs, err := headerValues(doc[start:s.pos])
-			if err != nil {
+			if err := eachValue(doc[start:s.pos], arena, func(v string) { f(i, v) }); err != nil {
 				return err
-			}
-			for _, v := range vs {
-				f(i, v)
 			}
 		}
 		s.space()
@@ -93,20 +92,29 @@ func FindEach(doc string, names []string, f func(i int, value string)) error {
 	}
 }
 
-// headerValues decodes a header's value: a string or an array of strings.
-func headerValues(raw string) ([]string, error) {
-	if v, ok := simpleString(raw); ok {
-		return []string{v}, nil
+// eachValue decodes a header's value, a string or an array of strings,
+// and calls f with each string.
+func eachValue(raw string, arena *strings.Builder, f func(string)) error {
+	if arena == nil {
+		arena = &strings.Builder{}
+	}
+	if v, ok := simpleString(raw, arena); ok {
+		f(v)
+		return nil
 	}
 	var one string
 	if err := json.Unmarshal([]byte(raw), &one); err == nil {
-		return []string{one}, nil
+		f(one)
+		return nil
 	}
 	var many []string
 	if err := json.Unmarshal([]byte(raw), &many); err != nil {
-		return nil, ErrSyntax
+		return ErrSyntax
 	}
-	return many, nil
+	for _, v := range many {
+		f(v)
+	}
+	return nil
 }
 
 type scanner struct {
@@ -164,16 +172,45 @@ func (s *scanner) skipString() bool {
 		return false
 	}
 	for s.pos < len(s.doc) {
-		switch c := s.doc[s.pos]; {
-		case c == '"':
-			s.pos++
-			return true
-		case c == '\\':
-			s.pos += 2
-		case c < 0x20:
+		// Up to the next quote, in one search; then what is before it
+		// is checked for escapes and control characters.
+		rest := s.doc[s.pos:]
+		q := strings.IndexByte(rest, '"')
+		if q < 0 {
+			q = len(rest)
+		}
+		if e := strings.IndexByte(rest[:q], '\\'); e >= 0 {
+			if hasControl(rest[:e]) {
+				return false
+			}
+			s.pos += e + 2
+			continue
+		}
+		if hasControl(rest[:q]) {
 			return false
-		default:
-			s.pos++
+		}
+		s.pos += q + 1
+		return q < len(rest)
+	}
+	return false
+}
+
+// hasControl reports whether s holds a byte below 0x20, which a JSON
+// string must escape.
+func hasControl(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; len(s) >= 8; s = s[8:] {
+		x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		// A byte below 0x20 borrows when 0x20 is taken from it, and
+		// sets its high bit where it was clear.
+		if (x-0x20*ones)&^x&highs != 0 {
+			return true
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 {
+			return true
 		}
 	}
 	return false
@@ -235,8 +272,9 @@ func (s *scanner) skipValue(depth int) bool {
 }
 
 // simpleString decodes a JSON string whose only escapes are \" \\ and \/,
-// the common case for XFCC headers (Subject=""), without encoding/json.
-func simpleString(raw string) (string, bool) {
+// the common case for XFCC headers (Subject=""), without encoding/json,
+// into b.
+func simpleString(raw string, b *strings.Builder) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
@@ -244,24 +282,31 @@ func simpleString(raw string) (string, bool) {
 	if strings.IndexByte(body, '\\') < 0 {
 		return body, true
 	}
-	var b strings.Builder
-	b.Grow(len(body))
+	start := b.Len()
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		if c != '\\' {
-			b.WriteByte(c)
 			continue
 		}
 		if i+1 >= len(body) {
 			return "", false
 		}
-		i++
-		switch body[i] {
+		switch body[i+1] {
 		case '"', '\\', '/':
-			b.WriteByte(body[i])
 		default:
 			return "", false
 		}
+		i++
 	}
-	return b.String(), true
+	// Valid: copy it, runs between escapes at a time.
+	for {
+		i := strings.IndexByte(body, '\\')
+		if i < 0 {
+			b.WriteString(body)
+			return b.String()[start:], true
+		}
+		b.WriteString(body[:i])
+		b.WriteByte(body[i+1])
+		body = body[i+2:]
+	}
 }

@@ -3,6 +3,7 @@ package headerjson
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -161,10 +162,38 @@ func TestFindEach(t *testing.T) {
 	var got []string
 	collect := func(i int, v string) { got = append(got, names[i]+"="+v) }
 	doc := `{":status":"200","Content-Type":"application/grpc","grpc-status":"0","grpc-status":["7","8"]}`
-	require.NoError(t, FindEach(doc, names, collect))
+	require.NoError(t, FindEach(doc, names, nil, collect))
 	assert.Equal(t, []string{"content-type=application/grpc", "grpc-status=0", "grpc-status=7", "grpc-status=8"}, got)
 
 	got = nil
-	require.ErrorIs(t, FindEach(`{"grpc-status":"0",`, names, collect), ErrTruncated)
-	require.NoError(t, FindEach(`{}`, names, func(int, string) { t.Fatal("nothing to find") }))
+	require.ErrorIs(t, FindEach(`{"grpc-status":"0",`, names, nil, collect), ErrTruncated)
+	require.NoError(t, FindEach(`{}`, names, nil, func(int, string) { t.Fatal("nothing to find") }))
+
+	// Unescaped into an arena, values stay what they were as it grows.
+	var arena strings.Builder
+	var values []string
+	for i := 0; i < 100; i++ {
+		doc := fmt.Sprintf(`{"grpc-status":"%d","content-type":"a\"b\\c\/%d"}`, i, i)
+		require.NoError(t, FindEach(doc, names, &arena, func(_ int, v string) { values = append(values, v) }))
+	}
+	for i := 0; i < 100; i++ {
+		assert.Equal(t, []string{fmt.Sprint(i), fmt.Sprintf(`a"b\c/%d`, i)}, values[2*i:2*i+2])
+	}
+}
+
+func TestHasControl(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		want bool
+	}{
+		{"", false},
+		{"plain ascii text, longer than eight", false},
+		{"\x1f", true},
+		{"abcdefgh\x00", true},
+		{"abc\nefghij", true},
+		{"\x7f\x80\xa0\xff\x20\x21\xc3\xa9 ok", false},
+		{"\xa0\xa0\xa0\xa0\xa0\xa0\xa0\x01", true},
+	} {
+		assert.Equal(t, tt.want, hasControl(tt.s), "%q", tt.s)
+	}
 }

@@ -87,60 +87,98 @@ func (o Origin) String() string {
 // LearnFrom is Learn (or LearnRPC, when rpc is set) that also says what
 // gave the route its shape.
 func (l *Learner) LearnFrom(path, instrumented string, rpc bool) (Route, Origin, error) {
+	return l.learn(nil, path, instrumented, rpc)
+}
+
+// AppendKey is LearnFrom that appends the route's canonical form (its
+// String) to key and says whether it has a wildcard, without allocating:
+// ingest calls it for every span.
+func (l *Learner) AppendKey(key []byte, path, instrumented string, rpc bool) ([]byte, Origin, bool, error) {
+	var buf [16]Segment
+	r, origin, err := l.learn(buf[:0], path, instrumented, rpc)
+	if err != nil {
+		return key, 0, false, err
+	}
+	return r.AppendKey(key), origin, r.HasWildcard(), nil
+}
+
+// Errors of learn, made once: skipped spans must stay cheap.
+var (
+	errPathTooLong     = fmt.Errorf("%w: longer than the limit", ErrTooLong)
+	errTooManySegments = fmt.Errorf("%w: more segments than the limit", ErrTooLong)
+	errNotAbsolute     = fmt.Errorf("%w: does not start with /", ErrInvalidPath)
+)
+
+// learn is LearnFrom that builds the route in r's storage.
+func (l *Learner) learn(r Route, path, instrumented string, rpc bool) (Route, Origin, error) {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}
 	if len(path) > l.maxLength {
-		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(path), l.maxLength)
+		return nil, 0, errPathTooLong
 	}
 	if !strings.HasPrefix(path, "/") {
-		return nil, 0, fmt.Errorf("%w: does not start with /", ErrInvalidPath)
+		return nil, 0, errNotAbsolute
 	}
 	if n := strings.Count(path, "/"); n > l.maxSegments {
-		return nil, 0, fmt.Errorf("%w: %d segments, limit %d", ErrTooLong, n, l.maxSegments)
+		return nil, 0, errTooManySegments
 	}
-	segs := strings.Split(path[1:], "/")
+	var buf [32]string
+	segs := split(buf[:0], path[1:])
 	for _, t := range l.templates {
 		if t.route.Match(segs) {
-			return t.apply(segs), OperatorRoute, nil
+			return t.apply(r, segs), OperatorRoute, nil
 		}
 	}
 	// A gRPC method is a name, never an identifier (Add123), whatever the
 	// instrumentation calls it.
 	grpc := rpc && len(segs) == 2 || isGRPCMethod(segs)
 	if instrumented != "" && !grpc {
-		if r, ok := fromInstrumented(instrumented, segs); ok {
+		if r, ok := fromInstrumented(r, instrumented, segs); ok {
 			return r, Instrumented, nil
 		}
 	}
-	r := make(Route, len(segs))
+	r = slices.Grow(r[:0], len(segs))
 	for i, s := range segs {
 		if i > 0 && !grpc && strings.Contains(s, pixieRedaction) {
 			t, err := redacted(s)
 			if err != nil {
 				return nil, 0, err
 			}
-			r[i].Wild = t
+			r = append(r, Segment{Wild: t})
 			continue
 		}
 		if t, ok := identifier(i, s); ok && !grpc {
-			r[i].Wild = t
+			r = append(r, Segment{Wild: t})
 			continue
 		}
 		if err := checkLiteral(s); err != nil {
 			return nil, 0, err
 		}
-		r[i].Lit = s
+		r = append(r, Segment{Lit: s})
 	}
 	return r, Heuristic, nil
+}
+
+// split appends the '/'-separated parts of s to segs, as strings.Split
+// returns them.
+func split(segs []string, s string) []string {
+	for {
+		part, rest, more := strings.Cut(s, "/")
+		segs = append(segs, part)
+		if !more {
+			return segs
+		}
+		s = rest
+	}
 }
 
 // apply returns the route an operator template gives the matching segments
 // segs: a parameter declared with a type keeps it, as the operator said; an
 // untyped one takes the narrowest type of the observed value, so
 // /users/{id} seen with 4711 admits numbers, not /users/admin.
-func (t template) apply(segs []string) Route {
-	r := slices.Clone(t.route)
+func (t template) apply(r Route, segs []string) Route {
+	r = append(r[:0], t.route...)
 	for i := range r {
 		if r[i].Wild != 0 && !t.typed[i] {
 			r[i].Wild = narrow(r[i].Wild, segs[i])
@@ -155,8 +193,8 @@ func (t template) apply(segs []string) Route {
 // admits numbers. A route whose first segment is a parameter is ignored:
 // instrumentation may not widen the first segment, which the heuristics
 // keep literal.
-func fromInstrumented(tpl string, segs []string) (Route, bool) {
-	r, err := ParseTemplate(tpl)
+func fromInstrumented(r Route, tpl string, segs []string) (Route, bool) {
+	r, err := parseRoute(r, nil, tpl)
 	if err != nil || !r.Match(segs) || r[0].Wild != 0 {
 		return nil, false
 	}
@@ -263,6 +301,14 @@ func isDate(s string) bool {
 		all(s[:4], isDigit) && all(s[5:7], isDigit) && all(s[8:], isDigit)
 }
 
+// Errors of checkLiteral.
+var (
+	errBadEscape        = fmt.Errorf("%w: malformed percent escape", ErrInvalidPath)
+	errEscapedSeparator = fmt.Errorf("%w: escaped separator, percent or control character", ErrInvalidPath)
+	errBadCharacter     = fmt.Errorf("%w: character not allowed in a path", ErrInvalidPath)
+	errNotUTF8          = fmt.Errorf("%w: escapes that are not UTF-8", ErrInvalidPath)
+)
+
 // checkLiteral accepts a raw segment made of RFC 3986 path characters with
 // well-formed percent escapes, and refuses what servers disagree about: dot
 // segments in any spelling (escaped, overlong UTF-8, "..;" which Tomcat and
@@ -276,23 +322,23 @@ func checkLiteral(s string) error {
 		switch {
 		case c == '%':
 			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-				return fmt.Errorf("%w: malformed percent escape", ErrInvalidPath)
+				return errBadEscape
 			}
 			c = unhex(s[i+1])<<4 | unhex(s[i+2])
 			// An escaped '%' invites a second decoding (%252e%252e) in a
 			// backend; separators and controls are ambiguous once decoded.
 			if c == '/' || c == '\\' || c == '%' || c < 0x20 || c == 0x7f {
-				return fmt.Errorf("%w: escaped separator, percent or control character", ErrInvalidPath)
+				return errEscapedSeparator
 			}
 			i += 2
 		case isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0:
 		default:
-			return fmt.Errorf("%w: character %q not allowed in a path", ErrInvalidPath, c)
+			return errBadCharacter
 		}
 		decoded = append(decoded, c)
 	}
 	if !utf8.Valid(decoded) {
-		return fmt.Errorf("%w: escapes that are not UTF-8", ErrInvalidPath)
+		return errNotUTF8
 	}
 	name := decoded
 	if i := bytes.IndexByte(decoded, ';'); i >= 0 {

@@ -21,23 +21,22 @@ type Route []Segment
 // wildcards as {type}. It is unambiguous because a literal never contains
 // a brace (see checkLiteral).
 func (r Route) String() string {
-	var b strings.Builder
-	n := 0
+	return string(r.AppendKey(make([]byte, 0, 64)))
+}
+
+// AppendKey appends r's canonical form (String) to b.
+func (r Route) AppendKey(b []byte) []byte {
 	for _, s := range r {
-		n += len(s.Lit) + 8
-	}
-	b.Grow(n)
-	for _, s := range r {
-		b.WriteByte('/')
+		b = append(b, '/')
 		if s.Wild != 0 {
-			b.WriteByte('{')
-			b.WriteString(s.Wild.String())
-			b.WriteByte('}')
+			b = append(b, '{')
+			b = append(b, s.Wild.String()...)
+			b = append(b, '}')
 		} else {
-			b.WriteString(s.Lit)
+			b = append(b, s.Lit...)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // HasWildcard reports whether r matches more than one path.
@@ -118,46 +117,66 @@ type template struct {
 }
 
 func parseTemplate(tpl string) (template, error) {
-	if !strings.HasPrefix(tpl, "/") {
-		return template{}, fmt.Errorf("template %q must start with /", truncate(tpl))
+	n := strings.Count(tpl, "/")
+	t := template{route: make(Route, 0, n), typed: make([]bool, 0, n)}
+	var err error
+	t.route, err = parseRoute(t.route, &t.typed, tpl)
+	if err != nil {
+		return template{}, err
 	}
-	parts := strings.Split(tpl[1:], "/")
-	t := template{route: make(Route, len(parts)), typed: make([]bool, len(parts))}
-	r := t.route
-	for i, p := range parts {
+	return t, nil
+}
+
+// parseRoute parses a template into r's storage and, when typed is not
+// nil, appends to it whether each segment is a parameter with a declared
+// type.
+func parseRoute(r Route, typed *[]bool, tpl string) (Route, error) {
+	if !strings.HasPrefix(tpl, "/") {
+		return nil, fmt.Errorf("template %q must start with /", truncate(tpl))
+	}
+	r = r[:0]
+	for rest, more := tpl[1:], true; more; {
+		var p string
+		p, rest, more = strings.Cut(rest, "/")
+		var seg Segment
+		hasType := false
 		switch {
 		case strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}"):
-			name, typ, hasType := strings.Cut(p[1:len(p)-1], ":")
+			var name, typ string
+			name, typ, hasType = strings.Cut(p[1:len(p)-1], ":")
 			if name == "" && !hasType || strings.HasSuffix(name, "...") || strings.ContainsAny(name, "*{}") {
-				return template{}, fmt.Errorf("template %q: parameter %q must be {name} or {name:type}", truncate(tpl), p)
+				return nil, fmt.Errorf("template %q: parameter %q must be {name} or {name:type}", truncate(tpl), p)
 			}
-			r[i].Wild = Token
+			seg.Wild = Token
 			if hasType {
 				w, ok := ParseType(typ)
 				if !ok {
-					return template{}, fmt.Errorf("template %q: unknown type %q (want int, hex, uuid, id or token)", truncate(tpl), typ)
+					return nil, fmt.Errorf("template %q: unknown type %q (want int, hex, uuid, id or token)", truncate(tpl), typ)
 				}
-				r[i].Wild = w
-				t.typed[i] = true
+				seg.Wild = w
 			}
 		case strings.HasPrefix(p, ":") && len(p) > 1:
 			// path-to-regexp modifiers and patterns (:p*, :p+, :p?, :p(.*))
 			// may span several segments or none: only a plain name is a
 			// one-segment parameter.
 			if !all(p[1:], isWord) {
-				return template{}, fmt.Errorf("template %q: parameter %q must be :name", truncate(tpl), p)
+				return nil, fmt.Errorf("template %q: parameter %q must be :name", truncate(tpl), p)
 			}
-			r[i].Wild = Token
+			seg.Wild = Token
 		case strings.Contains(p, "*"):
-			return template{}, fmt.Errorf("template %q: wildcards are written {name}; %q is not allowed", truncate(tpl), p)
+			return nil, fmt.Errorf("template %q: wildcards are written {name}; %q is not allowed", truncate(tpl), p)
 		default:
 			if err := checkLiteral(p); err != nil {
-				return template{}, fmt.Errorf("template %q: %w", truncate(tpl), err)
+				return nil, fmt.Errorf("template %q: %w", truncate(tpl), err)
 			}
-			r[i].Lit = p
+			seg.Lit = p
+		}
+		r = append(r, seg)
+		if typed != nil {
+			*typed = append(*typed, hasType)
 		}
 	}
-	return t, nil
+	return r, nil
 }
 
 func isWord(c byte) bool { return isDigit(c) || isAlpha(c) || c == '_' }
