@@ -291,10 +291,7 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 	}
 	var values uint64
 	if wild {
-		if i := strings.IndexAny(path, "?#"); i >= 0 {
-			path = path[:i]
-		}
-		values = aggregate.ValueBit(path)
+		values = aggregate.ValueBit(route.TrimQuery(path))
 	}
 	return aggregate.Record{
 		Key: aggregate.Key{Destination: dst, Source: src, Method: method, Route: b.keep(b.key)},

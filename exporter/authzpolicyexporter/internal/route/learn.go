@@ -111,9 +111,7 @@ var (
 
 // learn is LearnFrom that builds the route in r's storage.
 func (l *Learner) learn(r Route, path, instrumented string, rpc bool) (Route, Origin, error) {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
+	path = TrimQuery(path)
 	if len(path) > l.maxLength {
 		return nil, 0, errPathTooLong
 	}
@@ -158,6 +156,18 @@ func (l *Learner) learn(r Route, path, instrumented string, rpc bool) (Route, Or
 		r = append(r, Segment{Lit: s})
 	}
 	return r, Heuristic, nil
+}
+
+// TrimQuery removes a path's query and fragment.
+func TrimQuery(path string) string {
+	// Two byte searches are faster than one for either byte.
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path = path[:i]
+	}
+	return path
 }
 
 // split appends the '/'-separated parts of s to segs, as strings.Split
