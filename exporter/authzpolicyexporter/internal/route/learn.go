@@ -315,9 +315,18 @@ func isDate(s string) bool {
 var (
 	errBadEscape        = fmt.Errorf("%w: malformed percent escape", ErrInvalidPath)
 	errEscapedSeparator = fmt.Errorf("%w: escaped separator, percent or control character", ErrInvalidPath)
-	errBadCharacter     = fmt.Errorf("%w: character not allowed in a path", ErrInvalidPath)
 	errNotUTF8          = fmt.Errorf("%w: escapes that are not UTF-8", ErrInvalidPath)
 )
+
+// badCharacter is the error for a character a path cannot hold; as a
+// byte, it becomes an error without allocating.
+type badCharacter byte
+
+func (c badCharacter) Error() string {
+	return fmt.Sprintf("%v: character %q not allowed in a path", ErrInvalidPath, byte(c))
+}
+
+func (badCharacter) Unwrap() error { return ErrInvalidPath }
 
 // checkLiteral accepts a raw segment made of RFC 3986 path characters with
 // well-formed percent escapes, and refuses what servers disagree about: dot
@@ -343,7 +352,7 @@ func checkLiteral(s string) error {
 			i += 2
 		case isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0:
 		default:
-			return errBadCharacter
+			return badCharacter(c)
 		}
 		decoded = append(decoded, c)
 	}

@@ -502,3 +502,48 @@ func TestLearnRPC(t *testing.T) {
 		assert.Equal(t, want, r.String(), path)
 	}
 }
+
+func TestRefusedPathsDoNotAllocate(t *testing.T) {
+	l, err := NewLearner(nil, 2048, 32)
+	require.NoError(t, err)
+	for _, p := range []string{"/a b", "/%zz", "/a/%2F", "/" + strings.Repeat("a", 3000), strings.Repeat("/a", 40), "/a/../b", "x"} {
+		var key [64]byte
+		allocs := testing.AllocsPerRun(10, func() {
+			_, _, _, err = l.AppendKey(key[:0], p, "", false)
+		})
+		require.Error(t, err, p)
+		assert.Zero(t, allocs, p)
+	}
+}
+
+// AppendKey learns what LearnFrom does, without allocating.
+func TestAppendKeyIsLearnFrom(t *testing.T) {
+	l, err := NewLearner([]string{"/pinned/{id}"}, 2048, 32)
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		path, instrumented string
+		rpc                bool
+	}{
+		{"/api/v1/orders/12345/items?x=1", "", false},
+		{"/users/4711", "/users/{id}", false},
+		{"/pinned/abc", "", false},
+		{"/bank.Ledger/Transfer", "", true},
+		{"/payments/<id>/status", "", false},
+		{"/", "", false},
+	} {
+		want, origin, err := l.LearnFrom(tt.path, tt.instrumented, tt.rpc)
+		require.NoError(t, err)
+		var buf [64]byte
+		var key []byte
+		var gotOrigin Origin
+		var wild bool
+		allocs := testing.AllocsPerRun(10, func() {
+			key, gotOrigin, wild, err = l.AppendKey(buf[:0], tt.path, tt.instrumented, tt.rpc)
+		})
+		require.NoError(t, err)
+		assert.Equal(t, want.String(), string(key), tt.path)
+		assert.Equal(t, origin, gotOrigin, tt.path)
+		assert.Equal(t, want.HasWildcard(), wild, tt.path)
+		assert.Zero(t, allocs, tt.path)
+	}
+}
