@@ -255,7 +255,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	learnedAny := e.learnedAny.Load()
 	snapshot := e.agg.Snapshot()
 	e.noteCallees(snapshot)
-	e.saveState(ctx)
+	e.saveState(ctx, snapshot)
 	entries := len(snapshot)
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
 	if entries == 0 && !learnedAny {

@@ -136,19 +136,16 @@ func (e *authzExporter) restoredCallees() []string {
 	return ids
 }
 
-// saveState writes the aggregate to the storage extension.
-func (e *authzExporter) saveState(ctx context.Context) {
+// saveState writes the aggregate, as snapshot holds it, to the storage
+// extension.
+func (e *authzExporter) saveState(ctx context.Context, snapshot []aggregate.Record) {
 	if e.state == nil {
 		return
 	}
-	data, err := e.agg.MarshalState()
-	if err == nil {
-		err = e.state.Set(ctx, stateKey, data)
-	}
-	if err != nil {
+	if err := e.state.Set(ctx, stateKey, aggregate.EncodeState(snapshot)); err != nil {
 		e.logger.Warn("Saving the aggregate failed; a restart would lose what was learned since the last save", zap.Error(err))
 	}
-	data, err = e.life.MarshalState()
+	data, err := e.life.MarshalState()
 	if err == nil {
 		err = e.state.Set(ctx, calleesKey, data)
 	}

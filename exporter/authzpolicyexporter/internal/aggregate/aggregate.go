@@ -4,6 +4,7 @@ package aggregate
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -64,12 +65,84 @@ type Aggregate struct {
 	limits Limits
 
 	mu      sync.Mutex
-	entries map[Key]*Stats
+	entries map[Key]*entry
 	// perCaller and perSource count the keys of each (callee, caller)
 	// pair and of each caller, so that one caller's flood of distinct
 	// paths cannot crowd out everyone else.
 	perCaller map[pair]int
 	perSource map[string]int
+	// names holds each string of the keys once: an identity is in every
+	// key of its callers or callees, a route template in many callers'.
+	names names
+}
+
+// entry is a key's Stats as held: times in Unix nanoseconds, a third of
+// a time.Time.
+type entry struct {
+	count, buckets, values uint64
+	first, last            int64
+	origin                 uint8
+}
+
+// zeroTime stands for the zero time.Time, which has no Unix nanoseconds;
+// it is before every other, as the zero time is.
+const zeroTime = math.MinInt64
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroTime
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == zeroTime {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func (e *entry) stats() Stats {
+	return Stats{Count: e.count, FirstSeen: fromNanos(e.first), LastSeen: fromNanos(e.last), Buckets: e.buckets, Values: e.values, Origin: e.origin}
+}
+
+// merge is Stats.Merge.
+func (e *entry) merge(o *Stats) {
+	e.count += max(o.Count, 1)
+	e.buckets |= o.Buckets
+	e.values |= o.Values
+	e.origin = max(e.origin, o.Origin)
+	e.last = max(e.last, nanos(o.LastSeen))
+	e.first = min(e.first, nanos(o.FirstSeen))
+}
+
+// names interns strings with a count of the keys using each, so that a
+// string no key uses any more is let go.
+type names map[string]*name
+
+type name struct {
+	s    string
+	refs int
+}
+
+// intern returns the held copy of s, taking a reference.
+func (ns names) intern(s string) string {
+	n, ok := ns[s]
+	if !ok {
+		// Clone so a held string never pins the span batch it came from.
+		n = &name{s: strings.Clone(s)}
+		ns[n.s] = n
+	}
+	n.refs++
+	return n.s
+}
+
+func (ns names) release(s string) {
+	if n := ns[s]; n.refs <= 1 {
+		delete(ns, s)
+	} else {
+		n.refs--
+	}
 }
 
 // pair is one caller of one callee.
@@ -87,7 +160,7 @@ type Limits struct {
 
 // New returns an empty aggregate within limits.
 func New(limits Limits) *Aggregate {
-	return &Aggregate{limits: limits, entries: map[Key]*Stats{}, perCaller: map[pair]int{}, perSource: map[string]int{}}
+	return &Aggregate{limits: limits, entries: map[Key]*entry{}, perCaller: map[pair]int{}, perSource: map[string]int{}, names: names{}}
 }
 
 // Dropped counts the new keys an Observe refused, by cap.
@@ -108,34 +181,38 @@ func (a *Aggregate) Observe(obs []Record) (dropped Dropped) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := range obs {
-		o := &obs[i]
-		if s, ok := a.entries[o.Key]; ok {
-			s.Merge(o.Stats)
-			continue
-		}
-		p := pair{o.Destination, o.Source}
-		if l := a.limits; l.PerCaller > 0 && a.perCaller[p] >= l.PerCaller || l.PerSource > 0 && a.perSource[o.Source] >= l.PerSource {
-			dropped.CallerFull++
-			continue
-		}
-		if len(a.entries) >= a.limits.Entries {
-			dropped.Full++
-			continue
-		}
-		// Clone so a map key never pins the span batch it came from.
-		k := Key{
-			Destination: strings.Clone(o.Destination),
-			Source:      strings.Clone(o.Source),
-			Method:      strings.Clone(o.Method),
-			Route:       strings.Clone(o.Route),
-		}
-		st := o.Stats
-		st.Count = max(st.Count, 1)
-		a.entries[k] = &st
-		a.perCaller[pair{k.Destination, k.Source}]++
-		a.perSource[k.Source]++
+		a.observe(&obs[i], &dropped)
 	}
 	return dropped
+}
+
+// observe records o; the lock is held.
+func (a *Aggregate) observe(o *Record, dropped *Dropped) {
+	if e, ok := a.entries[o.Key]; ok {
+		e.merge(&o.Stats)
+		return
+	}
+	p := pair{o.Destination, o.Source}
+	if l := a.limits; l.PerCaller > 0 && a.perCaller[p] >= l.PerCaller || l.PerSource > 0 && a.perSource[o.Source] >= l.PerSource {
+		dropped.CallerFull++
+		return
+	}
+	if len(a.entries) >= a.limits.Entries {
+		dropped.Full++
+		return
+	}
+	k := Key{
+		Destination: a.names.intern(o.Destination),
+		Source:      a.names.intern(o.Source),
+		Method:      a.names.intern(o.Method),
+		Route:       a.names.intern(o.Route),
+	}
+	a.entries[k] = &entry{
+		count: max(o.Count, 1), buckets: o.Buckets, values: o.Values, origin: o.Origin,
+		first: nanos(o.FirstSeen), last: nanos(o.LastSeen),
+	}
+	a.perCaller[pair{k.Destination, k.Source}]++
+	a.perSource[k.Source]++
 }
 
 // forget deletes k; the lock is held.
@@ -143,6 +220,10 @@ func (a *Aggregate) forget(k Key) {
 	delete(a.entries, k)
 	decrement(a.perCaller, pair{k.Destination, k.Source})
 	decrement(a.perSource, k.Source)
+	a.names.release(k.Destination)
+	a.names.release(k.Source)
+	a.names.release(k.Method)
+	a.names.release(k.Route)
 }
 
 func decrement[K comparable](m map[K]int, k K) {
@@ -158,8 +239,9 @@ func (a *Aggregate) Expire(cutoff time.Time) []Key {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var gone []Key
-	for k, s := range a.entries {
-		if s.LastSeen.Before(cutoff) {
+	c := nanos(cutoff)
+	for k, e := range a.entries {
+		if e.last < c {
 			a.forget(k)
 			gone = append(gone, k)
 		}
@@ -193,8 +275,8 @@ func (a *Aggregate) Len() int {
 func (a *Aggregate) Snapshot() []Record {
 	a.mu.Lock()
 	out := make([]Record, 0, len(a.entries))
-	for k, s := range a.entries {
-		out = append(out, Record{Key: k, Stats: *s})
+	for k, e := range a.entries {
+		out = append(out, Record{Key: k, Stats: e.stats()})
 	}
 	a.mu.Unlock()
 	slices.SortFunc(out, func(x, y Record) int { return CompareKeys(x.Key, y.Key) })

@@ -3,6 +3,7 @@ package aggregate
 import (
 	"fmt"
 	"math/rand"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -329,6 +330,25 @@ func TestConcurrent(t *testing.T) {
 	assert.Empty(t, a.Expire(at(0)), "nothing was last seen before minute 0")
 	a.Expire(at(1000))
 	assert.Zero(t, a.Len())
+	assert.Empty(t, a.names, "no string is held once no key uses it")
+}
+
+// Each string of the keys is held once, whichever records brought it.
+func TestKeysShareStrings(t *testing.T) {
+	a := New(Limits{Entries: 10})
+	callee := func() string { return string([]byte("spiffe://td/callee")) } // a new copy each time
+	a.Observe([]Record{
+		rec(Key{callee(), "spiffe://td/a", "GET", "/x"}, 1, at(0), at(0)),
+		rec(Key{callee(), "spiffe://td/b", "GET", "/x"}, 1, at(0), at(1)),
+	})
+	snap := a.Snapshot()
+	require.Len(t, snap, 2)
+	assert.Same(t, unsafe.StringData(snap[0].Destination), unsafe.StringData(snap[1].Destination))
+	assert.Same(t, unsafe.StringData(snap[0].Route), unsafe.StringData(snap[1].Route))
+	assert.Len(t, a.names, 5)
+	a.Expire(at(1))
+	assert.Len(t, a.names, 4, "spiffe://td/a is let go with its only key")
+	assert.NotContains(t, a.names, "spiffe://td/a")
 }
 
 func TestStateRoundTrip(t *testing.T) {
@@ -337,24 +357,77 @@ func TestStateRoundTrip(t *testing.T) {
 	a.Observe([]Record{
 		{Key: Key{"spiffe://td/b", "spiffe://td/a", "GET", "/x/{int}"}, Stats: Stats{Count: 3, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}},
 		{Key: Key{"spiffe://td/b", "spiffe://td/c", "POST", "/y"}, Stats: Stats{Count: 1, FirstSeen: t0, LastSeen: t0}},
+		{Key: Key{"spiffe://td/c", "spiffe://td/a", "GET", "/never/seen"}, Stats: Stats{Count: 1}},
 	})
-	data, err := a.MarshalState()
-	require.NoError(t, err)
+	data := EncodeState(a.Snapshot())
 
 	b := New(Limits{Entries: 10})
 	n, err := b.RestoreState(data)
 	require.NoError(t, err)
-	assert.Equal(t, 2, n)
-	assert.Equal(t, a.Snapshot(), b.Snapshot())
+	assert.Equal(t, 3, n)
+	assert.Equal(t, a.Snapshot(), b.Snapshot(), "zero times too")
+	assert.Equal(t, data, EncodeState(b.Snapshot()))
 
-	again, err := b.MarshalState()
+	// Restoring into an aggregate that holds keys merges, within its cap.
+	c := New(Limits{Entries: 2})
+	c.Observe([]Record{rec(Key{"spiffe://td/b", "spiffe://td/a", "GET", "/x/{int}"}, 1, t0.Add(-time.Hour), t0)})
+	n, err = c.RestoreState(data)
 	require.NoError(t, err)
-	assert.JSONEq(t, string(data), string(again))
+	assert.Equal(t, 3, n)
+	snap := c.Snapshot()
+	require.Len(t, snap, 2)
+	assert.Equal(t, Stats{Count: 4, FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(time.Hour)}, snap[0].Stats)
+}
 
-	_, err = New(Limits{Entries: 10}).RestoreState([]byte(`{"version":99,"entries":[]}`))
-	assert.ErrorContains(t, err, "version 99")
-	_, err = New(Limits{Entries: 10}).RestoreState([]byte(`{`))
-	assert.Error(t, err)
+// A state saved by an earlier version restores, and is encoded again to
+// the same bytes.
+func TestStateSavedBefore(t *testing.T) {
+	data, err := os.ReadFile("testdata/state-v1.json")
+	require.NoError(t, err)
+	a := New(Limits{Entries: 10})
+	n, err := a.RestoreState(data)
+	require.NoError(t, err)
+	assert.Equal(t, 3, n)
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 123, time.UTC)
+	assert.Equal(t, []Record{
+		{Key: Key{"spiffe://td/ns/bank/sa/balances", "spiffe://td/ns/web/sa/front", "GET", "/accounts/{int}"}, Stats: Stats{Count: 7, FirstSeen: t0, LastSeen: t0.Add(90 * time.Minute), Buckets: 0b101, Values: 1<<3 | 1<<60, Origin: 1}},
+		{Key: Key{"spiffe://td/ns/bank/sa/balances", "spiffe://td/ns/web/sa/front", "POST", "/accounts"}, Stats: Stats{Count: 1, FirstSeen: t0, LastSeen: t0}},
+		{Key: Key{"spiffe://td/ns/shop/sa/cart", "spiffe://td/ns/bank/sa/balances", "DELETE", "/items/<a>&b"}, Stats: Stats{Count: 2, FirstSeen: t0.Add(-time.Hour), LastSeen: t0, Buckets: 1, Origin: 2}},
+	}, a.Snapshot())
+	assert.Equal(t, string(data), string(EncodeState(a.Snapshot())))
+}
+
+func TestRestoreState(t *testing.T) {
+	const rec = `{"d":"spiffe://td/b","s":"spiffe://td/a","m":"GET","r":"/x","c":1,"f":1,"l":2}`
+	for _, tc := range []struct {
+		name, state string
+		want        int
+		err         string
+	}{
+		{name: "empty", state: `{"version":1,"entries":[]}`},
+		{name: "no entries", state: `{"version":1,"entries":null}`},
+		{name: "fields in any case and order", state: `{"Entries":[` + rec + `],"extra":{"x":[1]},"VERSION":1}`, want: 1},
+		{name: "unknown version", state: `{"version":99,"entries":[]}`, err: "version 99"},
+		{name: "no version", state: `{"entries":[` + rec + `]}`, err: "version 0"},
+		{name: "cut", state: `{"version":1,"entries":[` + rec, err: "decoding"},
+		{name: "not an object", state: `[]`, err: "decoding"},
+		{name: "entries not an array", state: `{"version":1,"entries":{}}`, err: "decoding"},
+		{name: "a bad record after a good one", state: `{"version":1,"entries":[` + rec + `,{"c":"many"}]}`, err: "decoding"},
+		{name: "data after", state: `{"version":1,"entries":[]}{}`, err: "decoding"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := New(Limits{Entries: 10})
+			n, err := a.RestoreState([]byte(tc.state))
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				assert.Zero(t, a.Len(), "a state that cannot be read restores nothing")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, n)
+			assert.Equal(t, tc.want, a.Len())
+		})
+	}
 }
 
 func TestDistinctValues(t *testing.T) {

@@ -1,20 +1,19 @@
 package aggregate
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"time"
+	"io"
+	"strings"
 )
 
 // stateVersion changes when the encoding does; an unknown version is
 // refused rather than misread.
 const stateVersion = 1
 
-type state struct {
-	Version int           `json:"version"`
-	Entries []stateRecord `json:"entries"`
-}
-
+// The encoding is {"version":1,"entries":[stateRecord...]}.
 type stateRecord struct {
 	Destination string `json:"d"`
 	Source      string `json:"s"`
@@ -28,39 +27,138 @@ type stateRecord struct {
 	Origin      uint8  `json:"o,omitempty"`
 }
 
-// MarshalState encodes every record, sorted, so that the aggregate can be
-// restored after a restart.
-func (a *Aggregate) MarshalState() ([]byte, error) {
-	recs := a.Snapshot()
-	st := state{Version: stateVersion, Entries: make([]stateRecord, len(recs))}
-	for i, r := range recs {
-		st.Entries[i] = stateRecord{
-			Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route,
-			Count: r.Count, FirstSeen: r.FirstSeen.UnixNano(), LastSeen: r.LastSeen.UnixNano(), Buckets: r.Buckets,
-			Values: r.Values, Origin: r.Origin,
-		}
+// EncodeState encodes the records of a Snapshot, so that the aggregate can
+// be restored after a restart. It writes one record at a time into a
+// buffer sized for them all: a state is as large as the aggregate, so it
+// is built once, from the snapshot a flush takes anyway.
+func EncodeState(recs []Record) []byte {
+	size := 64
+	for i := range recs {
+		k := &recs[i].Key
+		size += len(k.Destination) + len(k.Source) + len(k.Method) + len(k.Route) + 160
 	}
-	return json.Marshal(st)
+	var b bytes.Buffer
+	b.Grow(size)
+	fmt.Fprintf(&b, `{"version":%d,"entries":[`, stateVersion)
+	enc := json.NewEncoder(&b)
+	for i := range recs {
+		r := &recs[i]
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		err := enc.Encode(stateRecord{
+			Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route,
+			Count: r.Count, FirstSeen: nanos(r.FirstSeen), LastSeen: nanos(r.LastSeen), Buckets: r.Buckets,
+			Values: r.Values, Origin: r.Origin,
+		})
+		if err != nil {
+			// A stateRecord holds only strings and integers.
+			panic("aggregate: " + err.Error())
+		}
+		b.Truncate(b.Len() - 1) // the newline Encode ends a value with
+	}
+	b.WriteString("]}")
+	return b.Bytes()
 }
 
 // RestoreState adds the records of an encoded state, as if observed again:
 // restoring twice changes nothing that matters, and the cap still applies.
-// It returns how many records the state held.
+// It returns how many records the state held. The state is decoded a
+// record at a time; a state that cannot be read restores nothing.
 func (a *Aggregate) RestoreState(data []byte) (int, error) {
-	var st state
-	if err := json.Unmarshal(data, &st); err != nil {
+	restored := New(a.limits)
+	n, version, err := restored.decodeState(data)
+	if err != nil {
 		return 0, fmt.Errorf("decoding aggregate state: %w", err)
 	}
-	if st.Version != stateVersion {
-		return 0, fmt.Errorf("aggregate state version %d is not supported (want %d)", st.Version, stateVersion)
+	if version != stateVersion {
+		return 0, fmt.Errorf("aggregate state version %d is not supported (want %d)", version, stateVersion)
 	}
-	recs := make([]Record, len(st.Entries))
-	for i, e := range st.Entries {
-		recs[i] = Record{
-			Key:   Key{Destination: e.Destination, Source: e.Source, Method: e.Method, Route: e.Route},
-			Stats: Stats{Count: e.Count, FirstSeen: time.Unix(0, e.FirstSeen).UTC(), LastSeen: time.Unix(0, e.LastSeen).UTC(), Buckets: e.Buckets, Values: e.Values, Origin: e.Origin},
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.entries) == 0 {
+		// The usual restore, at start: what was decoded is the aggregate.
+		a.entries, a.perCaller, a.perSource, a.names = restored.entries, restored.perCaller, restored.perSource, restored.names
+		return n, nil
+	}
+	var dropped Dropped
+	for k, e := range restored.entries {
+		a.observe(&Record{Key: k, Stats: e.stats()}, &dropped)
+	}
+	return n, nil
+}
+
+// decodeState observes the records of data into a, which no one else
+// holds yet, and returns how many there were and the state's version.
+// Like json.Unmarshal into a struct, it matches field names in any case
+// and skips unknown ones.
+func (a *Aggregate) decodeState(data []byte) (n, version int, err error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := expect(dec, json.Delim('{')); err != nil {
+		return 0, 0, err
+	}
+	var dropped Dropped
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return 0, 0, err
+		}
+		field, _ := t.(string)
+		switch {
+		case strings.EqualFold(field, "version"):
+			err = dec.Decode(&version)
+		case strings.EqualFold(field, "entries"):
+			err = decodeEach(dec, func(r *stateRecord) {
+				n++
+				a.observe(&Record{
+					Key: Key{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route},
+					Stats: Stats{Count: r.Count, FirstSeen: fromNanos(r.FirstSeen), LastSeen: fromNanos(r.LastSeen),
+						Buckets: r.Buckets, Values: r.Values, Origin: r.Origin},
+				}, &dropped)
+			})
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return 0, 0, err
 		}
 	}
-	a.Observe(recs)
-	return len(recs), nil
+	if err := expect(dec, json.Delim('}')); err != nil {
+		return 0, 0, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, 0, errors.New("data after the state")
+	}
+	return n, version, nil
+}
+
+// decodeEach decodes a JSON array (or null) of records, one at a time.
+func decodeEach(dec *json.Decoder, f func(*stateRecord)) error {
+	t, err := dec.Token()
+	if err != nil || t == nil {
+		return err
+	}
+	if t != json.Delim('[') {
+		return fmt.Errorf("entries: want an array, got %v", t)
+	}
+	for dec.More() {
+		var r stateRecord
+		if err := dec.Decode(&r); err != nil {
+			return err
+		}
+		f(&r)
+	}
+	return expect(dec, json.Delim(']'))
+}
+
+func expect(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t != want {
+		return fmt.Errorf("want %v, got %v", want, t)
+	}
+	return nil
 }
