@@ -1,9 +1,14 @@
 package render
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"path"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -40,48 +45,50 @@ func ReadRules(tarball []byte) ([]Rule, error) {
 
 // Read reads a bundle tarball published before; a freshly rendered Bundle
 // carries the same already. A bundle of the version before per-callee
-// modes had one mode for all: each callee with grants gets it.
+// modes had one mode for all: each callee with grants gets it. The data is
+// read as a stream, one callee's callers at a time: decoded whole, the
+// data of a large mesh would take several times the rules' memory.
 func Read(tarball []byte) (Published, error) {
-	b, err := bundle.NewReader(bytes.NewReader(tarball)).WithSkipBundleVerification(true).Read()
+	zr, err := gzip.NewReader(bytes.NewReader(tarball))
 	if err != nil {
 		return Published{}, err
 	}
-	authz, ok := lookup(b.Data, "envoy", "authz")
-	if !ok {
+	p := Published{Modes: map[string]lifecycle.Mode{}}
+	var authz *authzData
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return Published{}, err
+		}
+		switch strings.TrimPrefix(path.Clean("/"+h.Name), "/") {
+		case bundle.ManifestExt:
+			var m struct{ Revision string }
+			if err := json.NewDecoder(tr).Decode(&m); err != nil {
+				return Published{}, fmt.Errorf("%s: %w", bundle.ManifestExt, err)
+			}
+			p.Revision = m.Revision
+		case dataFile:
+			if authz, err = p.readData(tr); err != nil {
+				return Published{}, fmt.Errorf("%s: %w", dataFile, err)
+			}
+		}
+	}
+	if authz == nil {
 		return Published{}, errors.New("bundle has no envoy.authz")
 	}
-	grants, ok := authz["grants"].(map[string]any)
-	if !ok {
+	if !authz.grants {
 		return Published{}, errors.New("bundle has no envoy.authz.grants")
 	}
-	p := Published{Revision: b.Manifest.Revision, Modes: map[string]lifecycle.Mode{}}
-	global, _ := authz["mode"].(string)
-	err = walkGrants(grants, nil, func(dst string, callers map[string]any) error {
-		if global != "" {
-			p.Modes[dst] = lifecycle.Mode(global)
+	if authz.mode != "" {
+		for _, dst := range authz.callers {
+			p.Modes[dst] = lifecycle.Mode(authz.mode)
 		}
-		for src, methods := range callers {
-			ms, ok := methods.(map[string]any)
-			if !ok {
-				return fmt.Errorf("callers of %s: not an object", dst)
-			}
-			for method, g := range ms {
-				routes, err := grantRoutes(g)
-				if err != nil {
-					return fmt.Errorf("%s -> %s %s: %w", src, dst, method, err)
-				}
-				for _, rt := range routes {
-					p.Rules = append(p.Rules, Rule{Destination: dst, Source: src, Method: method, Route: rt})
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return Published{}, err
 	}
-	callees, _ := authz["callees"].(map[string]any)
-	for id, c := range callees {
+	for id, c := range authz.callees {
 		cm, _ := c.(map[string]any)
 		mode, _ := cm["mode"].(string)
 		m, err := lifecycle.ParseMode(mode)
@@ -91,6 +98,114 @@ func Read(tarball []byte) (Published, error) {
 		p.Modes[id] = m
 	}
 	return p, nil
+}
+
+// dataFile is the file of a bundle's data; OPA's bundle writer puts it at
+// the root.
+const dataFile = "data.json"
+
+// authzData is what Read keeps of envoy.authz besides the rules.
+type authzData struct {
+	grants  bool
+	mode    string         // the one mode of earlier versions
+	callees map[string]any // each callee's entry, with its mode
+	callers []string       // callees with a callers object
+}
+
+// readData reads data.json down to envoy.authz, adding its rules to p.
+func (p *Published) readData(r io.Reader) (*authzData, error) {
+	dec := json.NewDecoder(r)
+	var authz *authzData
+	err := eachField(dec, func(k string) error {
+		if k != "envoy" {
+			return skip(dec)
+		}
+		return eachField(dec, func(k string) error {
+			if k != "authz" {
+				return skip(dec)
+			}
+			authz = &authzData{}
+			return p.readAuthz(dec, authz)
+		})
+	})
+	return authz, err
+}
+
+func (p *Published) readAuthz(dec *json.Decoder, authz *authzData) error {
+	return eachField(dec, func(k string) error {
+		var v any
+		switch k {
+		case "grants":
+			authz.grants = true
+			return walkGrants(dec, nil, func(dst string, callers map[string]any) error {
+				authz.callers = append(authz.callers, dst)
+				return addRules(&p.Rules, dst, callers)
+			})
+		case "mode":
+			err := dec.Decode(&v)
+			authz.mode, _ = v.(string)
+			return err
+		case "callees":
+			err := dec.Decode(&v)
+			authz.callees, _ = v.(map[string]any)
+			return err
+		}
+		return skip(dec)
+	})
+}
+
+// addRules appends the rules of one callee's callers object.
+func addRules(rules *[]Rule, dst string, callers map[string]any) error {
+	for src, methods := range callers {
+		ms, ok := methods.(map[string]any)
+		if !ok {
+			return fmt.Errorf("callers of %s: not an object", dst)
+		}
+		for method, g := range ms {
+			routes, err := grantRoutes(g)
+			if err != nil {
+				return fmt.Errorf("%s -> %s %s: %w", src, dst, method, err)
+			}
+			for _, rt := range routes {
+				*rules = append(*rules, Rule{Destination: dst, Source: src, Method: method, Route: rt})
+			}
+		}
+	}
+	return nil
+}
+
+// eachField reads an object, calling f at each key to read its value.
+func eachField(dec *json.Decoder, f func(key string) error) error {
+	if err := expect(dec, json.Delim('{')); err != nil {
+		return err
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if err := f(t.(string)); err != nil {
+			return err
+		}
+	}
+	return expect(dec, json.Delim('}'))
+}
+
+func expect(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t != want {
+		return fmt.Errorf("want %v, got %v", want, t)
+	}
+	return nil
+}
+
+// skip reads a value past.
+func skip(dec *json.Decoder) error {
+	var v json.RawMessage
+	return dec.Decode(&v)
 }
 
 func lookup(v any, path ...string) (map[string]any, bool) {
@@ -104,25 +219,38 @@ func lookup(v any, path ...string) (map[string]any, bool) {
 	return m, ok
 }
 
-// walkGrants visits every callee in the grants tree: its SPIFFE ID is the
-// path of keys that leads to a "@callers" object.
-func walkGrants(node map[string]any, path []string, visit func(dst string, callers map[string]any) error) error {
-	for k, v := range node {
-		child, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("grants/%s: not an object", strings.Join(append(path, k), "/"))
+// walkGrants visits every callee in the grants tree as dec reads it: its
+// SPIFFE ID is the path of keys that leads to a "@callers" object, decoded
+// alone.
+func walkGrants(dec *json.Decoder, path []string, visit func(dst string, callers map[string]any) error) error {
+	if err := expect(dec, json.Delim('{')); err != nil {
+		return fmt.Errorf("grants/%s: not an object", strings.Join(path, "/"))
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
 		}
+		k := t.(string)
 		if k == callersKey {
-			if err := visit("spiffe://"+strings.Join(path, "/"), child); err != nil {
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return err
+			}
+			callers, ok := v.(map[string]any)
+			if !ok {
+				return fmt.Errorf("grants/%s: not an object", strings.Join(append(path, k), "/"))
+			}
+			if err := visit("spiffe://"+strings.Join(path, "/"), callers); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := walkGrants(child, append(path[:len(path):len(path)], k), visit); err != nil {
+		if err := walkGrants(dec, append(path[:len(path):len(path)], k), visit); err != nil {
 			return err
 		}
 	}
-	return nil
+	return expect(dec, json.Delim('}'))
 }
 
 func grantRoutes(g any) ([]route.Route, error) {
