@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/jsonstream"
 )
 
 // stateVersion changes when the encoding does; an unknown version is
@@ -94,21 +96,13 @@ func (a *Aggregate) RestoreState(data []byte) (int, error) {
 // and skips unknown ones.
 func (a *Aggregate) decodeState(data []byte) (n, version int, err error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := expect(dec, json.Delim('{')); err != nil {
-		return 0, 0, err
-	}
 	var dropped Dropped
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return 0, 0, err
-		}
-		field, _ := t.(string)
+	err = jsonstream.Fields(dec, func(field string) error {
 		switch {
 		case strings.EqualFold(field, "version"):
-			err = dec.Decode(&version)
+			return dec.Decode(&version)
 		case strings.EqualFold(field, "entries"):
-			err = decodeEach(dec, func(r *stateRecord) {
+			return decodeEach(dec, func(r *stateRecord) {
 				n++
 				a.observe(&Record{
 					Key: Key{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route},
@@ -116,15 +110,10 @@ func (a *Aggregate) decodeState(data []byte) (n, version int, err error) {
 						Buckets: r.Buckets, Values: r.Values, Origin: r.Origin},
 				}, &dropped)
 			})
-		default:
-			var skip json.RawMessage
-			err = dec.Decode(&skip)
 		}
-		if err != nil {
-			return 0, 0, err
-		}
-	}
-	if err := expect(dec, json.Delim('}')); err != nil {
+		return jsonstream.Skip(dec)
+	})
+	if err != nil {
 		return 0, 0, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -149,16 +138,5 @@ func decodeEach(dec *json.Decoder, f func(*stateRecord)) error {
 		}
 		f(&r)
 	}
-	return expect(dec, json.Delim(']'))
-}
-
-func expect(dec *json.Decoder, want json.Delim) error {
-	t, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if t != want {
-		return fmt.Errorf("want %v, got %v", want, t)
-	}
-	return nil
+	return jsonstream.Expect(dec, json.Delim(']'))
 }

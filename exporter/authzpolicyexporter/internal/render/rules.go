@@ -13,6 +13,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/jsonstream"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
@@ -116,13 +117,13 @@ type authzData struct {
 func (p *Published) readData(r io.Reader) (*authzData, error) {
 	dec := json.NewDecoder(r)
 	var authz *authzData
-	err := eachField(dec, func(k string) error {
+	err := jsonstream.Fields(dec, func(k string) error {
 		if k != "envoy" {
-			return skip(dec)
+			return jsonstream.Skip(dec)
 		}
-		return eachField(dec, func(k string) error {
+		return jsonstream.Fields(dec, func(k string) error {
 			if k != "authz" {
-				return skip(dec)
+				return jsonstream.Skip(dec)
 			}
 			authz = &authzData{}
 			return p.readAuthz(dec, authz)
@@ -132,7 +133,7 @@ func (p *Published) readData(r io.Reader) (*authzData, error) {
 }
 
 func (p *Published) readAuthz(dec *json.Decoder, authz *authzData) error {
-	return eachField(dec, func(k string) error {
+	return jsonstream.Fields(dec, func(k string) error {
 		var v any
 		switch k {
 		case "grants":
@@ -150,7 +151,7 @@ func (p *Published) readAuthz(dec *json.Decoder, authz *authzData) error {
 			authz.callees, _ = v.(map[string]any)
 			return err
 		}
-		return skip(dec)
+		return jsonstream.Skip(dec)
 	})
 }
 
@@ -174,40 +175,6 @@ func addRules(rules *[]Rule, dst string, callers map[string]any) error {
 	return nil
 }
 
-// eachField reads an object, calling f at each key to read its value.
-func eachField(dec *json.Decoder, f func(key string) error) error {
-	if err := expect(dec, json.Delim('{')); err != nil {
-		return err
-	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if err := f(t.(string)); err != nil {
-			return err
-		}
-	}
-	return expect(dec, json.Delim('}'))
-}
-
-func expect(dec *json.Decoder, want json.Delim) error {
-	t, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if t != want {
-		return fmt.Errorf("want %v, got %v", want, t)
-	}
-	return nil
-}
-
-// skip reads a value past.
-func skip(dec *json.Decoder) error {
-	var v json.RawMessage
-	return dec.Decode(&v)
-}
-
 func lookup(v any, path ...string) (map[string]any, bool) {
 	m, ok := v.(map[string]any)
 	for _, p := range path {
@@ -223,7 +190,7 @@ func lookup(v any, path ...string) (map[string]any, bool) {
 // SPIFFE ID is the path of keys that leads to a "@callers" object, decoded
 // alone.
 func walkGrants(dec *json.Decoder, path []string, visit func(dst string, callers map[string]any) error) error {
-	if err := expect(dec, json.Delim('{')); err != nil {
+	if err := jsonstream.Expect(dec, json.Delim('{')); err != nil {
 		return fmt.Errorf("grants/%s: not an object", strings.Join(path, "/"))
 	}
 	for dec.More() {
@@ -250,7 +217,7 @@ func walkGrants(dec *json.Decoder, path []string, visit func(dst string, callers
 			return err
 		}
 	}
-	return expect(dec, json.Delim('}'))
+	return jsonstream.Expect(dec, json.Delim('}'))
 }
 
 func grantRoutes(g any) ([]route.Route, error) {
