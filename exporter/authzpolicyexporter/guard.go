@@ -1,6 +1,8 @@
 package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
 
 import (
+	"hash/maphash"
+	"slices"
 	"time"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
@@ -20,8 +22,11 @@ type shrinkGuard struct {
 	maxShrink float64
 	window    time.Duration
 
-	published map[string]render.Rule // rules of the bundle in place
-	expired   map[group]bool         // groups with expired keys since then
+	// published are the rules of the bundle in place, each once (the
+	// rendered bundle's or those read back from it); held as they are, not
+	// copied or keyed, since a large mesh has hundreds of thousands.
+	published []render.Rule
+	expired   map[group]bool // groups with expired keys since then
 	heldSince time.Time
 }
 
@@ -31,12 +36,10 @@ func newShrinkGuard(maxShrink float64, window time.Duration) *shrinkGuard {
 	return &shrinkGuard{maxShrink: maxShrink, window: window, expired: map[group]bool{}}
 }
 
-// setPublished records the rules of the bundle now in place.
+// setPublished records the rules of the bundle now in place, which are
+// its: nothing changes them afterwards.
 func (g *shrinkGuard) setPublished(rules []render.Rule) {
-	g.published = make(map[string]render.Rule, len(rules))
-	for _, r := range rules {
-		g.published[r.Key()] = r
-	}
+	g.published = rules
 	clear(g.expired)
 	g.heldSince = time.Time{}
 }
@@ -56,15 +59,21 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		return 0, false
 	}
 	byGroup := map[group][]route.Route{}
-	present := make(map[string]bool, len(next))
+	// A rule still present is found by a hash of its route, confirmed, so
+	// that no key string is built per rule.
+	seed := maphash.MakeSeed()
+	present := make(map[routeAt]route.Route, len(next))
 	for _, r := range next {
 		gr := group{r.Destination, r.Source, r.Method}
 		byGroup[gr] = append(byGroup[gr], r.Route)
-		present[r.Key()] = true
+		present[routeAt{gr, routeHash(seed, r.Route)}] = r.Route
 	}
-	for k, r := range g.published {
+	for _, r := range g.published {
 		gr := group{r.Destination, r.Source, r.Method}
-		if present[k] || g.expired[gr] || covered(byGroup[gr], r.Route) || explained(r) {
+		if p, ok := present[routeAt{gr, routeHash(seed, r.Route)}]; ok && slices.Equal(p, r.Route) {
+			continue
+		}
+		if g.expired[gr] || covered(byGroup[gr], r.Route) || explained(r) {
 			continue
 		}
 		unexplained++
@@ -77,6 +86,23 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		g.heldSince = now
 	}
 	return unexplained, now.Sub(g.heldSince) < g.window
+}
+
+// routeAt is a route of a group, by hash.
+type routeAt struct {
+	group
+	route uint64
+}
+
+func routeHash(seed maphash.Seed, r route.Route) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for _, s := range r {
+		h.WriteString(s.Lit)
+		h.WriteByte(byte(s.Wild))
+		h.WriteByte('/')
+	}
+	return h.Sum64()
 }
 
 func covered(routes []route.Route, r route.Route) bool {
