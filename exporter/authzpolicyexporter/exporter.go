@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -353,7 +354,8 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	e.unreadable = false
 	e.guard.setPublished(b.Rules)
 	before := e.published.modes
-	e.published = publication{revision: b.Revision, rules: next, modes: modeNames(modes)}
+	// review.Rules lists b.Rules first, then the operator's.
+	e.published = publication{revision: b.Revision, learned: b.Rules, operator: slices.Clone(next[len(b.Rules):]), modes: modeNames(modes)}
 	e.life.Enforced(enforced(modes), now)
 	e.logModeChanges(statuses, before)
 	if e.callees != nil {
@@ -482,7 +484,7 @@ func (e *authzExporter) loadPublished(ctx context.Context) error {
 	if e.callees != nil && e.calleeSource == nil {
 		e.inPlace = raw
 	}
-	e.published = publication{revision: p.Revision, rules: reviewRules(p.Rules), modes: modeNames(p.Modes)}
+	e.published = publication{revision: p.Revision, learned: p.Rules, modes: modeNames(p.Modes)}
 	return nil
 }
 

@@ -15,27 +15,29 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
 
-// publication is what the bundle in place holds, for the change log.
+// publication is what the bundle in place holds, for the change log: its
+// learned rules (the shrink guard's, not copied) and the operator's allow
+// rules it lists. The change log needs no evidence of the rules before, so
+// they are made into review rules only when it is written.
 type publication struct {
 	revision string
-	rules    []review.Rule
+	learned  []render.Rule
+	operator []review.Rule
 	modes    map[string]string
+}
+
+func (p publication) rules() []review.Rule {
+	out := make([]review.Rule, 0, len(p.learned)+len(p.operator))
+	for _, r := range p.learned {
+		out = append(out, review.Rule{Callee: r.Destination, Caller: r.Source, Method: r.Method, Route: r.Route.String()})
+	}
+	return append(out, p.operator...)
 }
 
 func modeNames(modes map[string]lifecycle.Mode) map[string]string {
 	out := make(map[string]string, len(modes))
 	for id, m := range modes {
 		out[id] = string(m)
-	}
-	return out
-}
-
-// reviewRules lists the rules of a bundle read back, whose evidence is not
-// in the bundle.
-func reviewRules(rules []render.Rule) []review.Rule {
-	out := make([]review.Rule, len(rules))
-	for i, r := range rules {
-		out[i] = review.Rule{Callee: r.Destination, Caller: r.Source, Method: r.Method, Route: r.Route.String()}
 	}
 	return out
 }
@@ -67,7 +69,7 @@ func (e *authzExporter) review(b *render.Bundle, modes map[string]lifecycle.Mode
 	changes, summary := review.Changes(review.Input{
 		Revision:         b.Revision,
 		PreviousRevision: e.published.revision,
-		Previous:         e.published.rules,
+		Previous:         e.published.rules(),
 		Next:             next,
 		ModesBefore:      e.published.modes,
 		ModesAfter:       modeNames(modes),
