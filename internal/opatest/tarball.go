@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,6 +28,29 @@ func Tar(t testing.TB, names []string, files map[string][]byte) []byte {
 	require.NoError(t, tw.Close())
 	require.NoError(t, zw.Close())
 	return buf.Bytes()
+}
+
+// TarDir writes the files below dir, by their slash-separated paths
+// relative to it, as a gzipped tarball: a bundle kept unpacked in testdata,
+// such as one an earlier version published.
+func TarDir(t testing.TB, dir string) []byte {
+	t.Helper()
+	var names []string
+	files := map[string][]byte{}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		names = append(names, name)
+		files[name], err = os.ReadFile(p)
+		return err
+	}))
+	return Tar(t, names, files)
 }
 
 // Untar returns a bundle tarball's files by name, and the names in order.

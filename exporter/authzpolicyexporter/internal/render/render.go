@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -124,10 +123,12 @@ func CalleeDir(id string) string {
 	return grantsPath + "/" + strings.Join(spiffeid.Segments(id), "/") + "/" + CallersDir
 }
 
-// grant is what the policy reads for one (destination, source, method).
+// grant is what the policy reads for one (destination, source, method):
+// literal routes as keys of Paths, one lookup; wildcard routes in
+// Templates.
 type grant struct {
-	Paths     map[string]bool    `json:"paths,omitempty"`
-	Templates map[string][][]any `json:"templates,omitempty"`
+	Paths     map[string]bool `json:"paths,omitempty"`
+	Templates templates       `json:"templates,omitempty"`
 }
 
 type wildcard struct {
@@ -192,14 +193,14 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 				continue
 			}
 			if gr.Templates == nil {
-				gr.Templates = map[string][][]any{}
+				gr.Templates = templates{}
 			}
-			n := strconv.Itoa(len(rt))
-			gr.Templates[n] = append(gr.Templates[n], templateJSON(rt))
+			gr.Templates.add(rt)
 		}
 		if gr.Paths == nil && gr.Templates == nil {
 			continue
 		}
+		gr.Templates.sort()
 		if byDst[g.dst] == nil {
 			byDst[g.dst] = map[string]map[string]*grant{}
 		}
@@ -329,18 +330,6 @@ func merge(generalized []route.Route, in []input) []Evidence {
 		}
 	}
 	return out
-}
-
-func templateJSON(rt route.Route) []any {
-	segs := make([]any, len(rt))
-	for i, s := range rt {
-		if s.Wild != 0 {
-			segs[i] = wildcard{Type: s.Wild.String()}
-		} else {
-			segs[i] = s.Lit
-		}
-	}
-	return segs
 }
 
 func assemble(revision string, data map[string]any) (*bundle.Bundle, error) {

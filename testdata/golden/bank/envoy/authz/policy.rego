@@ -5,6 +5,10 @@
 #   same method on a matching route. The learned grants are data, laid out as
 #   data.envoy.authz.grants.<trust domain>.<path segments...>["@callers"][source][method]
 #   so that a decision is a few keyed lookups, whatever the number of services.
+#   A grant holds "paths", its literal routes as keys, and "templates", its
+#   wildcard routes by segment count, then in groups of the same wildcard
+#   positions, keyed by their literal segments joined by "/": a request finds
+#   its candidates by keyed lookups and matches only the wildcards.
 #   This file is the same for every bundle: observed values never become code.
 package envoy.authz
 
@@ -38,10 +42,15 @@ would_deny_header := {"x-authz-policy": "would-deny"}
 # matching route, or an operator's allow rule grants it.
 granted if grant.paths[request_path]
 
+# A wildcard route: its segment count, the group of its wildcard positions
+# and its literal segments lead to the types of its wildcards. The segments
+# are bound to a variable: OPA resolves a reference to a rule at each use.
 granted if {
-	some template in grant.templates[format_int(count(segments), 10)]
-	every i, want in template {
-		segment_matches(want, segments[i])
+	segs := segments
+	some group in grant.templates[format_int(count(segs), 10)]
+	some types in group.routes[concat("/", [segs[i] | some i in group.literals])]
+	every j, type in types {
+		regex.match(wildcard_patterns[type], segs[group.wildcards[j]])
 	}
 }
 
