@@ -76,12 +76,20 @@ grant := object.get(data.envoy.authz.grants, id_path(destination), {})["@callers
 # a caller may have written itself, is never read: a side Envoy does not
 # name has no identity. Only when Envoy reports neither principal do both
 # come from the header's current hop.
-destination := input.attributes.destination.principal if {
-	input.attributes.destination.principal != ""
+destination := principal if {
+	principal := input.attributes.destination.principal
+	principal != ""
+} else := ids[0] if {
+	not envoy_principal
+	ids := xfcc_hop
 } else := xfcc_identity("by") if not envoy_principal
 
-source := input.attributes.source.principal if {
-	input.attributes.source.principal != ""
+source := principal if {
+	principal := input.attributes.source.principal
+	principal != ""
+} else := ids[1] if {
+	not envoy_principal
+	ids := xfcc_hop
 } else := xfcc_identity("uri") if not envoy_principal
 
 envoy_principal if input.attributes.source.principal != ""
@@ -156,6 +164,15 @@ wildcard_patterns := {
 # Key=Value pairs; values with , ; or = are double-quoted. The header must
 # parse as a whole, and only its last element (the current hop) counts.
 xfcc := input.attributes.request.http.headers["x-forwarded-client-cert"]
+
+# Envoy writes one proxy's element as By, then Hash, Cert, Chain, Subject,
+# URI and DNS. A header that is one such element, with one By and one URI
+# (or SAN), each an unquoted SPIFFE ID, gives the current hop's [By, URI]
+# in one anchored match. Any other header is read pair by pair below,
+# which finds the same two in this one.
+xfcc_hop := [by, uri] if {
+	[[_, by, uri]] := regex.find_all_string_submatch_n(`^(?i:by)=((?i:spiffe://)[^,;"\s]*)(?:;(?i:hash|cert|chain|subject|dns)=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*))*;(?i:uri|san)=((?i:spiffe://)[^,;"\s]*)(?:;(?i:hash|cert|chain|subject|dns)=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*))*$`, input.attributes.request.http.headers["x-forwarded-client-cert"], 1)
+}
 
 xfcc_grammar := `^[ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*)(?:[ \t]*[,;][ \t]*[A-Za-z]+=(?:"(?:[^"\\]|\\[\s\S])*"|[^,;"]*))*[ \t]*$`
 
