@@ -20,13 +20,21 @@ default allow := false
 
 allow if {
 	granted
-	not denied
+	undenied
 }
 
 allow if {
 	audit
-	not denied
+	undenied
 }
+
+# Not denied, in one lookup for a known callee that no deny rule names.
+undenied if {
+	callee := data.envoy.authz.callees[destination]
+	not callee.deny
+}
+
+undenied if not denied
 
 # An object decision for opa-envoy-plugin: an audited request the policy
 # would deny is allowed and marked with a response header.
@@ -59,17 +67,23 @@ granted if {
 	operator_allows(data.envoy.authz.overrides.allow[i])
 }
 
+# A callee the bundle knows, the common case, fails the first line at once,
+# before any rule is read.
 granted if {
-	some rule in data.envoy.authz.overrides.allow
 	not data.envoy.authz.callees[destination]
+	some rule in data.envoy.authz.overrides.allow
 	valid_id(destination)
 	id_matches(rule.callee, id_path(destination))
 	operator_allows(rule)
 }
 
 # Identities are compared whole, as keys: only the exact SPIFFE IDs that
-# were learned ever match.
-grant := object.get(data.envoy.authz.grants, id_path(destination), {})["@callers"][source][input.attributes.request.http.method]
+# were learned ever match. id_path is spelled out: one call fewer on every
+# request.
+grant := object.get(data.envoy.authz.grants, split(trim_prefix(dst, "spiffe://"), "/"), {})["@callers"][source][input.attributes.request.http.method] if {
+	dst := destination
+	startswith(dst, "spiffe://")
+}
 
 # Identities. When Envoy reports a principal (from the mTLS handshake it
 # terminated), Envoy alone names both sides and the forwarded header, which
@@ -109,8 +123,12 @@ valid_id(id) if {
 # The request path without its query, split as the exporter splits it. A
 # fragment is never sent; a raw "#" matches no learned segment. A gRPC call
 # names its method by the whole path, /<package>.<Service>/<Method>: a query
-# is no part of it, so a gRPC request's path is taken whole.
-request_path := input.attributes.request.http.path if {
+# is no part of it, so a gRPC request's path is taken whole. A path
+# without a query is the same either way.
+request_path := path if {
+	path := input.attributes.request.http.path
+	not contains(path, "?")
+} else := input.attributes.request.http.path if {
 	grpc
 } else := split(input.attributes.request.http.path, "?")[0]
 
@@ -120,7 +138,10 @@ path_without_query := split(input.attributes.request.http.path, "?")[0]
 
 grpc if startswith(lower(input.attributes.request.http.headers["content-type"]), "application/grpc")
 
-segments := split(trim_prefix(request_path, "/"), "/") if startswith(request_path, "/")
+segments := split(trim_prefix(path, "/"), "/") if {
+	path := request_path
+	startswith(path, "/")
+}
 
 # The path as a server may read it, for deny rules: without its query
 # (whatever content type the caller chose), decoded as a path ("+" stays a
@@ -252,9 +273,10 @@ denied if {
 	operator_denies(data.envoy.authz.overrides.deny[i])
 }
 
+# As for allow rules, a known callee fails the first line at once.
 denied if {
-	some rule in data.envoy.authz.overrides.deny
 	not data.envoy.authz.callees[destination]
+	some rule in data.envoy.authz.overrides.deny
 	denies_callee(rule.callee)
 	operator_denies(rule)
 }
