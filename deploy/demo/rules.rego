@@ -13,12 +13,15 @@ rules contains line if {
 	line := sprintf("%s -> spiffe://%s  %s %s", [caller, callee, method, route])
 }
 
-routes(grant) := {p | some p, _ in object.get(grant, "paths", {})} | {t |
-	some templates in object.get(grant, "templates", {})
-	some template in templates
-	t := concat("", [sprintf("/%s", [segment(s)]) | some s in template])
+routes(grant) := {p | some p, _ in object.get(grant, "paths", {})} | {route |
+	some groups in object.get(grant, "templates", {})
+	some group in groups
+	some key, candidates in group.routes
+	some types in candidates
+	parts := split(key, "/")
+	segments := object.union(
+		{i: parts[j] | some j, i in group.literals},
+		{i: sprintf("{%s}", [types[j]]) | some j, i in group.wildcards},
+	)
+	route := concat("", [sprintf("/%s", [segments[i]]) | some i in numbers.range(0, count(segments) - 1)])
 }
-
-segment(s) := s if is_string(s)
-
-segment(s) := sprintf("{%s}", [s.type]) if is_object(s)

@@ -70,6 +70,23 @@ func TestShrinkGuardHoldsBackALostAggregate(t *testing.T) {
 	assert.True(t, opatest.Load(t, grown).Allowed(opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/healthz-only"}))
 }
 
+// A bundle the version before template groups published, in place at an
+// upgrade, is the shrink guard's reference all the same: a collector that
+// restarts on the new version having seen less holds the smaller bundle
+// back.
+func TestShrinkGuardReadsPreviousLayout(t *testing.T) {
+	dir := t.TempDir()
+	previous := opatest.PackDir(t, filepath.Join("..", "..", "testdata", "previous", "bank"))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, publish.BundleName), previous, 0o644))
+
+	upgraded, _ := newTestExporter(t, func(c *Config) { c.Output.URL = "file://" + dir; c.Window = time.Hour })
+	require.NoError(t, upgraded.consumeTraces(context.Background(), spansFor("/healthz-only")))
+	require.NoError(t, upgraded.flush(context.Background()))
+	held, err := os.ReadFile(filepath.Join(dir, publish.BundleName))
+	require.NoError(t, err)
+	assert.Equal(t, previous, held, "a shrunk bundle replaced the previous version's")
+}
+
 func TestShrinkGuardReleasesAfterAWindow(t *testing.T) {
 	dir, out, _, now := publishSamples(t)
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,6 +25,16 @@ func Tar(t testing.TB, names []string, files map[string][]byte) []byte {
 	}
 	require.NoError(t, tw.Close())
 	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+// PackDir packs a bundle directory as the exporter publishes bundles: read
+// as `opa run -b DIR` reads it and written by OPA's bundle writer, with one
+// data.json.
+func PackDir(t testing.TB, dir string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	require.NoError(t, bundle.NewWriter(&buf).Write(*ReadDir(t, dir)))
 	return buf.Bytes()
 }
 

@@ -272,6 +272,7 @@ func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options
 	if gr.Paths == nil && gr.Templates == nil {
 		return nil
 	}
+	gr.Templates.sort()
 	return gr
 }
 
@@ -373,7 +374,17 @@ func Split(tarball []byte, s *SigningOptions) (*Bundle, error) {
 		}
 		c := &callee{}
 		if callers, ok := lookup(grants, append(spiffeid.Segments(id), callersKey)...); ok {
-			file, err := json.MarshalIndent(callers, "", "  ")
+			// Through the grants' own types, whose fields are in the order
+			// Render writes them.
+			raw, err := json.Marshal(callers)
+			if err != nil {
+				return nil, err
+			}
+			var typed map[string]map[string]*grant
+			if err := json.Unmarshal(raw, &typed); err != nil {
+				return nil, fmt.Errorf("callers of %s: %w", id, err)
+			}
+			file, err := json.MarshalIndent(typed, "", "  ")
 			if err != nil {
 				return nil, err
 			}

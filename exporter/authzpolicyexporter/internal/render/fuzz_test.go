@@ -21,7 +21,7 @@ import (
 // Render must never panic or fail for records it accepts (the rest are
 // counted in Skipped); the tarball must load in OPA; every accepted record's
 // route must be allowed for its caller and denied for another caller or
-// method. With the cardinality backstop off, OPA's decision on near misses
+// method, and the tarball must read back as the rendered rules. With the cardinality backstop off, OPA's decision on near misses
 // (longer, shorter, sibling, dot segments, trailing slash) must agree with
 // the routes' own Go matcher, so nothing beyond the learned routes is
 // granted.
@@ -145,6 +145,10 @@ func checkRender(t *testing.T, dst, src, method, rt string, knobs uint8) {
 		assert.Len(t, b.Rules, len(distinct), "without the backstop every distinct record is one rule")
 	}
 	checkFiles(t, b, ok)
+	// The bundle reads back as its rules, as the shrink guard reads it.
+	published, err := ReadRules(b.Tarball)
+	require.NoError(t, err)
+	assert.Equal(t, ruleKeys(b.Rules), ruleKeys(published))
 
 	// Deterministic: the same records in another order give the same
 	// bytes. (Not for megabyte inputs, to keep the fuzzer fast.)

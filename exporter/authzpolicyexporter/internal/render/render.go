@@ -14,7 +14,6 @@ import (
 	"hash"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -136,10 +135,12 @@ func CalleeDir(id string) string {
 	return grantsPath + "/" + strings.Join(spiffeid.Segments(id), "/") + "/" + CallersDir
 }
 
-// grant is what the policy reads for one (destination, source, method).
+// grant is what the policy reads for one (destination, source, method):
+// literal routes as keys of Paths, one lookup; wildcard routes in
+// Templates.
 type grant struct {
-	Paths     map[string]bool    `json:"paths,omitempty"`
-	Templates map[string][][]any `json:"templates,omitempty"`
+	Paths     map[string]bool `json:"paths,omitempty"`
+	Templates templates       `json:"templates,omitempty"`
 }
 
 type wildcard struct {
@@ -342,22 +343,9 @@ func (g *grant) add(rt route.Route) {
 		return
 	}
 	if g.Templates == nil {
-		g.Templates = map[string][][]any{}
+		g.Templates = templates{}
 	}
-	n := strconv.Itoa(len(rt))
-	g.Templates[n] = append(g.Templates[n], templateJSON(rt))
-}
-
-func templateJSON(rt route.Route) []any {
-	segs := make([]any, len(rt))
-	for i, s := range rt {
-		if s.Wild != 0 {
-			segs[i] = wildcard{Type: s.Wild.String()}
-		} else {
-			segs[i] = s.Lit
-		}
-	}
-	return segs
+	g.Templates.add(rt)
 }
 
 // assemble lays out a bundle for writing; its module is not parsed (see

@@ -234,35 +234,12 @@ func grantRoutes(g any) ([]route.Route, error) {
 		}
 		out = append(out, rt)
 	}
-	templates, _ := gm["templates"].(map[string]any)
-	for _, list := range templates {
-		tpls, ok := list.([]any)
-		if !ok {
-			return nil, errors.New("templates are not a list")
+	if t, ok := gm["templates"]; ok {
+		rts, err := readTemplates(t)
+		if err != nil {
+			return nil, err
 		}
-		for _, tpl := range tpls {
-			segs, ok := tpl.([]any)
-			if !ok {
-				return nil, errors.New("template is not a list")
-			}
-			rt := make(route.Route, len(segs))
-			for i, s := range segs {
-				switch s := s.(type) {
-				case string:
-					rt[i].Lit = s
-				case map[string]any:
-					name, _ := s["type"].(string)
-					t, ok := route.ParseType(name)
-					if !ok {
-						return nil, fmt.Errorf("unknown wildcard type %q", name)
-					}
-					rt[i].Wild = t
-				default:
-					return nil, errors.New("template segment is neither a string nor a wildcard")
-				}
-			}
-			out = append(out, rt)
-		}
+		out = append(out, rts...)
 	}
 	return out, nil
 }

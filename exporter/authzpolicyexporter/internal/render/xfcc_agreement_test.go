@@ -360,6 +360,18 @@ var xaSeeds = []xaSeed{
 	{name: "By only in an earlier element", header: istioXFCC(balances, frontend) + ",Hash=bb;URI=" + frontend, want: xaRefused},
 	{name: "empty", header: "", want: xaRefused},
 
+	// Next to the shape the policy reads in one match (one element, By
+	// first, URI once, unquoted) and just outside it, where it reads the
+	// header pair by pair.
+	{name: "envoy with DNS after URI", header: "By=" + balances + ";Hash=aa;Subject=\"\";URI=" + frontend + ";DNS=frontend.bank.svc;DNS=frontend"},
+	{name: "URI= and By= inside a quoted subject", header: "By=" + balances + `;Subject="CN=x;URI=` + xaAttacker + `;By=` + xaAttacker + `";URI=` + frontend},
+	{name: "URI before By", header: "URI=" + frontend + ";Hash=aa;By=" + balances},
+	{name: "unknown key between", header: "By=" + balances + ";Foo=bar;URI=" + frontend},
+	{name: "blank after URI", header: "By=" + balances + ";URI=" + frontend + " "},
+	{name: "blank before separator", header: "By=" + balances + " ;URI=" + frontend},
+	{name: "upper-case keys and scheme", header: "BY=SPIFFE://example.org/ns/bank/sa/balances;URI=" + frontend, want: xaRefused},
+	{name: "key ending in by", header: "XBy=" + xaAttacker + ";By=" + balances + ";URI=" + frontend},
+
 	// The policy takes an identity Hop refuses: tolerated, logged.
 	{name: "upper-case scheme next to valid", header: "By=" + balances + ";URI=SPIFFE://example.org/ns/bank/sa/admin;URI=" + frontend, want: xaLenient},
 	{name: "blank-padded quoted URI", header: "By=" + balances + `;URI=" ` + frontend + ` "`, want: xaLenient},
