@@ -100,7 +100,7 @@ demo: $(DIST) $(OPA)
 # sidecars in turn). Every benchmark line is in bench.txt, benchstat's
 # summary of them in benchstat.txt.
 bench: $(BENCHSTAT) $(OPA_ENVOY)
-	go test -run '^$$' -bench . -skip RouteMemory -benchmem -count 6 ./exporter/... > bench.txt
+	go test -run '^$$' -bench . -skip RouteMemory -benchmem -count 6 -timeout 60m ./exporter/... > bench.txt
 	go test -run '^$$' -bench RouteMemory -benchtime 1x -count 2 ./exporter/authzpolicyexporter/ >> bench.txt
 	OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) go test -tags e2e -run '^$$' -bench '^BenchmarkCheck$$' \
 		-benchtime 3000x -count 6 -timeout 15m ./test/e2e/ >> bench.txt

@@ -286,8 +286,8 @@ func (cfg *Config) Validate() error {
 	if cfg.Routes.MaxPathLength <= 0 {
 		errs = append(errs, errors.New("routes::max_path_length must be positive"))
 	}
-	if cfg.Routes.MaxSegments <= 0 {
-		errs = append(errs, errors.New("routes::max_segments must be positive"))
+	if cfg.Routes.MaxSegments <= 0 || cfg.Routes.MaxSegments > route.MaxSegments {
+		errs = append(errs, fmt.Errorf("routes::max_segments must be between 1 and %d", route.MaxSegments))
 	}
 	a := cfg.Attributes
 	if len(a.XFCC)+len(a.RequestHeaders)+len(a.XFCCBy) == 0 {

@@ -66,10 +66,18 @@ func (r Route) Match(segs []string) bool {
 	return true
 }
 
+// MaxSegments is the most segments a route may have: routes::max_segments
+// cannot exceed it, and a key read back (a saved state) with more is
+// refused rather than generalized, which recurses once per segment.
+const MaxSegments = 1024
+
 // ParseKey parses the canonical form written by Route.String.
 func ParseKey(key string) (Route, error) {
 	if !strings.HasPrefix(key, "/") {
 		return nil, errors.New("route must start with /")
+	}
+	if n := strings.Count(key, "/"); n > MaxSegments {
+		return nil, fmt.Errorf("route has %d segments, more than %d", n, MaxSegments)
 	}
 	parts := strings.Split(key[1:], "/")
 	r := make(Route, len(parts))
