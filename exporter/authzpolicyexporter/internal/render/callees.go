@@ -14,9 +14,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
@@ -101,20 +99,7 @@ func (c *Cache) compile(ctx context.Context, base [32]byte, shared map[string]an
 	authz := maps.Clone(shared)
 	authz["callees"] = map[string]any{}
 	authz["grants"] = map[string]any{}
-	b, err := assemble("", map[string]any{"envoy": map[string]any{"authz": authz}})
-	if err != nil {
-		return err
-	}
-	module, err := ast.ParseModuleWithOpts(policyPath, string(Policy), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
-	if err != nil {
-		return err
-	}
-	b.Modules[0].Parsed = module
-	if _, err := rego.New(
-		rego.Query("data.envoy.authz.allow"),
-		rego.ParsedBundle("authz", b),
-		rego.SetRegoVersion(ast.RegoV1),
-	).PrepareForEval(ctx); err != nil {
+	if err := prepare(ctx, authzBundle("", authz), "data.envoy.authz.allow"); err != nil {
 		return err
 	}
 	c.compiled = base
@@ -135,16 +120,12 @@ func (c *Cache) unseen(base [32]byte, root []byte, authz map[string]any, s *Sign
 	data["grants"] = map[string]any{}
 	sum := newDigest(root, s)
 	sum.add("unseen", nil)
-	b, err := assemble(sum.revision(), map[string]any{"envoy": map[string]any{"authz": data}})
+	b, err := sealed("", sum.revision(), data, s)
 	if err != nil {
 		return nil, err
 	}
-	tarball, err := seal(b, s)
-	if err != nil {
-		return nil, err
-	}
-	c.unseenKey, c.unseenBundle = key, &CalleeBundle{Revision: b.Manifest.Revision, Tarball: tarball}
-	return c.unseenBundle, nil
+	c.unseenKey, c.unseenBundle = key, b
+	return b, nil
 }
 
 // callee renders dst's records, or returns what the last call made of
@@ -330,17 +311,12 @@ func (c *callee) calleeBundle(id string, shared map[string]any, sharedJSON []byt
 		sum.add(id, c.sum[:])
 	}
 	authz["grants"] = grants
-	b, err := assemble(sum.revision(), map[string]any{"envoy": map[string]any{"authz": authz}})
+	b, err := sealed(id, sum.revision(), authz, s)
 	if err != nil {
 		return nil, err
 	}
-	tarball, err := seal(b, s)
-	if err != nil {
-		return nil, err
-	}
-	c.bundle = &CalleeBundle{ID: id, Revision: b.Manifest.Revision, Tarball: tarball}
-	c.entry = entryJSON
-	return c.bundle, nil
+	c.bundle, c.entry = b, entryJSON
+	return b, nil
 }
 
 // Split gives the callees' own bundles and the unseen bundle of a bundle

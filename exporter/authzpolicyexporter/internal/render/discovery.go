@@ -5,12 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
-
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
@@ -45,14 +40,8 @@ func Discovery(ctx context.Context, ids []string, s *SigningOptions) (*CalleeBun
 	}
 	sum := newDigest(canonical, s)
 	sum.add(discoveryPolicyPath, DiscoveryPolicy)
-	regoVersion := 1
-	roots := []string{DiscoveryRoot}
-	b := &bundle.Bundle{
-		Manifest: bundle.Manifest{Revision: sum.revision(), Roots: &roots, RegoVersion: &regoVersion},
-		Data:     data,
-		Modules:  []bundle.ModuleFile{{URL: "/" + discoveryPolicyPath, Path: "/" + discoveryPolicyPath, Raw: DiscoveryPolicy}},
-	}
-	if err := compileDiscovery(ctx, b); err != nil {
+	b := assemble(sum.revision(), DiscoveryRoot, discoveryPolicyPath, DiscoveryPolicy, data)
+	if err := prepare(ctx, b, "data.authz.discovery.config"); err != nil {
 		return nil, fmt.Errorf("discovery bundle does not compile: %w", err)
 	}
 	tarball, err := seal(b, s)
@@ -60,16 +49,4 @@ func Discovery(ctx context.Context, ids []string, s *SigningOptions) (*CalleeBun
 		return nil, err
 	}
 	return &CalleeBundle{Revision: b.Manifest.Revision, Tarball: tarball}, nil
-}
-
-func compileDiscovery(ctx context.Context, b *bundle.Bundle) error {
-	module, err := ast.ParseModuleWithOpts(discoveryPolicyPath, string(DiscoveryPolicy), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
-	if err != nil {
-		return err
-	}
-	parsed := *b
-	parsed.Modules = slices.Clone(b.Modules)
-	parsed.Modules[0].Parsed = module
-	_, err = rego.New(rego.Query("data.authz.discovery.config"), rego.ParsedBundle("discovery", &parsed)).PrepareForEval(ctx)
-	return err
 }

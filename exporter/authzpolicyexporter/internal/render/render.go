@@ -16,7 +16,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
@@ -242,10 +244,7 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	}
 	authz["grants"] = grants
 
-	b, err := assemble(out.Revision, map[string]any{"envoy": map[string]any{"authz": authz}})
-	if err != nil {
-		return nil, err
-	}
+	b := authzBundle(out.Revision, authz)
 	if err := cache.compile(ctx, base, shared); err != nil {
 		return nil, fmt.Errorf("rendered bundle does not compile: %w", err)
 	}
@@ -348,14 +347,46 @@ func (g *grant) add(rt route.Route) {
 	g.Templates.add(rt)
 }
 
-// assemble lays out a bundle for writing; its module is not parsed (see
-// Cache.compile).
-func assemble(revision string, data map[string]any) (*bundle.Bundle, error) {
+// assemble lays out a bundle of one module and its data, the module below
+// root, for writing; its module is not parsed (see prepare).
+func assemble(revision, root, modulePath string, module []byte, data map[string]any) *bundle.Bundle {
 	regoVersion := 1
-	roots := []string{Root}
+	roots := []string{root}
 	return &bundle.Bundle{
 		Manifest: bundle.Manifest{Revision: revision, Roots: &roots, RegoVersion: &regoVersion},
 		Data:     data,
-		Modules:  []bundle.ModuleFile{{URL: "/" + policyPath, Path: "/" + policyPath, Raw: Policy}},
-	}, nil
+		Modules:  []bundle.ModuleFile{{URL: "/" + modulePath, Path: "/" + modulePath, Raw: module}},
+	}
+}
+
+// authzBundle lays out a bundle of the policy with authz as
+// data.envoy.authz.
+func authzBundle(revision string, authz map[string]any) *bundle.Bundle {
+	return assemble(revision, Root, policyPath, Policy, map[string]any{"envoy": map[string]any{"authz": authz}})
+}
+
+// prepare loads b into a fresh OPA and prepares query, which type-checks
+// b's module against the data's shape. b itself is left unparsed.
+func prepare(ctx context.Context, b *bundle.Bundle, query string) error {
+	m := b.Modules[0]
+	module, err := ast.ParseModuleWithOpts(m.Path[1:], string(m.Raw), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+	if err != nil {
+		return err
+	}
+	parsed := *b
+	parsed.Modules = []bundle.ModuleFile{m}
+	parsed.Modules[0].Parsed = module
+	_, err = rego.New(rego.Query(query), rego.ParsedBundle("bundle", &parsed), rego.SetRegoVersion(ast.RegoV1)).PrepareForEval(ctx)
+	return err
+}
+
+// sealed is a bundle of the policy with authz as data, signed with s when
+// set and written, as a callee's own bundle (or, without an ID, the
+// unseen callees').
+func sealed(id, revision string, authz map[string]any, s *SigningOptions) (*CalleeBundle, error) {
+	tarball, err := seal(authzBundle(revision, authz), s)
+	if err != nil {
+		return nil, err
+	}
+	return &CalleeBundle{ID: id, Revision: revision, Tarball: tarball}, nil
 }
