@@ -7,11 +7,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -67,21 +63,10 @@ func calleesLoaded(t *testing.T, rest string) []string {
 // bucket's URL for gocloud and the credentials' environment.
 func startPerCallee(t *testing.T, exporter map[string]any) (c *collector, s3Addr, bucketURL string, awsEnv []string) {
 	t.Helper()
-	gw := binary(t, "OTELCOL_AUTHZ_VERSITYGW")
-	s3Addr, root := freePort(t), t.TempDir()
-	startProcess(t, "versitygw", []string{"ROOT_ACCESS_KEY=" + s3Key, "ROOT_SECRET_KEY=" + s3Secret}, gw, "--port", s3Addr, "posix", root)
-	waitTCP(t, s3Addr)
-	require.NoError(t, os.Mkdir(filepath.Join(root, "authz"), 0o755))
-	awsEnv = []string{"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret,
-		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
-	for _, kv := range awsEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	query := "region=us-east-1&use_path_style=true&endpoint=" + url.QueryEscape("http://"+s3Addr)
-	settings := map[string]any{"output": map[string]any{"url": "s3://authz/prod?" + query, "per_callee": true}}
+	s3 := startS3(t)
+	settings := map[string]any{"output": map[string]any{"url": "s3://authz/prod?" + s3.query, "per_callee": true}}
 	maps.Copy(settings, exporter)
-	return startConfigured(t, settings), s3Addr, "s3://authz?" + query, awsEnv
+	return startConfigured(t, settings), s3.addr, "s3://authz?" + s3.query, s3.env
 }
 
 // Per-callee bundles end to end: the distribution publishes each callee's

@@ -103,29 +103,46 @@ func checkRequest(r opatest.Request) *authv3.CheckRequest {
 	}}
 }
 
+// s3Server is versitygw on 127.0.0.1 with one bucket, authz, and the
+// credentials' environment set for the test and what it starts; query is
+// gocloud's S3 options for it.
+type s3Server struct {
+	t                 *testing.T
+	addr, root, query string
+	env               []string
+	store             *process
+}
+
+func startS3(t *testing.T) *s3Server {
+	t.Helper()
+	s := &s3Server{t: t, addr: freePort(t), root: t.TempDir(),
+		env: []string{"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret, "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}}
+	s.query = "region=us-east-1&use_path_style=true&endpoint=" + url.QueryEscape("http://"+s.addr)
+	s.start()
+	require.NoError(t, os.Mkdir(filepath.Join(s.root, "authz"), 0o755)) // a posix bucket is a directory
+	for _, kv := range s.env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return s
+}
+
+// start runs the server, again after it was killed, on the same data.
+func (s *s3Server) start() {
+	s.t.Helper()
+	s.store = startProcess(s.t, "versitygw", []string{"ROOT_ACCESS_KEY=" + s3Key, "ROOT_SECRET_KEY=" + s3Secret},
+		binary(s.t, "OTELCOL_AUTHZ_VERSITYGW"), "--port", s.addr, "posix", s.root)
+	waitTCP(s.t, s.addr)
+}
+
 // S3 end to end: the distribution publishes to an S3 server on loopback,
 // OPA-Envoy configured with deploy/opa-envoy/s3.yaml (SigV4 signing) loads
 // the bundle and answers ext_authz Check calls, a second publication reaches
 // it, and a store that is down during flushes ends with the right bundle.
 func TestE2ES3(t *testing.T) {
-	gw := binary(t, "OTELCOL_AUTHZ_VERSITYGW")
-	s3Addr, root := freePort(t), t.TempDir()
-	startStore := func() *process {
-		p := startProcess(t, "versitygw", []string{"ROOT_ACCESS_KEY=" + s3Key, "ROOT_SECRET_KEY=" + s3Secret},
-			gw, "--port", s3Addr, "posix", root)
-		waitTCP(t, s3Addr)
-		return p
-	}
-	store := startStore()
-	require.NoError(t, os.Mkdir(filepath.Join(root, "authz"), 0o755)) // a posix bucket is a directory
-
-	awsEnv := []string{"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret,
-		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
-	for _, kv := range awsEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	query := "region=us-east-1&use_path_style=true&endpoint=" + url.QueryEscape("http://"+s3Addr)
+	s3 := startS3(t)
+	store := s3.store
+	s3Addr, root, awsEnv, query := s3.addr, s3.root, s3.env, s3.query
 	outputURL, bucketURL := "s3://authz/prod?"+query, "s3://authz?"+query
 	c := startCollector(t, outputURL, append(awsEnv, "AUTHZ_OUTPUT_TIMEOUT=2s", "AUTHZ_KEEP_REVISIONS=3")...)
 	replay(t, c.otlp)
@@ -175,7 +192,7 @@ func TestE2ES3(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(c.log.String(), "Publishing the bundle failed") }, 30*time.Second, 200*time.Millisecond)
 	time.Sleep(3 * time.Second) // several failing flushes
 	assert.Equal(t, 1, strings.Count(c.log.String(), "Publishing the bundle failed"), "an outage is logged once")
-	startStore()
+	s3.start()
 	history := opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/history"}
 	last := waitForObject(t, bucketURL, history)
 	assert.NotEqual(t, first, last)
