@@ -3,12 +3,16 @@ package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/ex
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
@@ -100,7 +104,10 @@ type Config struct {
 	// the aggregate across restarts.
 	Storage *component.ID `mapstructure:"storage"`
 
-	Output     OutputConfig     `mapstructure:"output"`
+	Output OutputConfig `mapstructure:"output"`
+	// Serve hands what the output publishes to OPA over HTTP, so that the
+	// sidecars need no object store; off without an endpoint.
+	Serve      ServeConfig      `mapstructure:"serve"`
 	Routes     RoutesConfig     `mapstructure:"routes"`
 	Attributes AttributesConfig `mapstructure:"attributes"`
 	// Signing, with a key_file, signs every bundle (see signing.go).
@@ -142,6 +149,67 @@ type OutputConfig struct {
 	// stays.
 	PerCallee bool `mapstructure:"per_callee"`
 }
+
+// ServeConfig is the bundle server: any collector HTTP server's settings
+// (endpoint, tls, auth, timeouts, ...) and how many long-polling OPAs it
+// holds at once.
+type ServeConfig struct {
+	confighttp.ServerConfig `mapstructure:",squash"`
+	// MaxWaiting caps the requests held for a new revision (OPA's long
+	// polling) at once; beyond it a request is answered at once, which
+	// sends that OPA back to its polling delay. 0 turns long polling off.
+	MaxWaiting int `mapstructure:"max_waiting"`
+}
+
+// Unmarshal reads max_waiting, then gives the rest to the HTTP server's
+// settings. Their own Unmarshal, which this one hides, ignores keys it does
+// not know (it is made to be squashed into a larger struct): a key that is
+// neither theirs nor max_waiting is refused here.
+func (s *ServeConfig) Unmarshal(conf *confmap.Conf) error {
+	raw := conf.ToStringMap()
+	known := mapstructureKeys(reflect.TypeFor[confighttp.ServerConfig]())
+	var unknown []string
+	for k := range raw {
+		if k != "max_waiting" && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return fmt.Errorf("has invalid keys: %s", strings.Join(unknown, ", "))
+	}
+	if v, ok := raw["max_waiting"]; ok {
+		own := struct {
+			MaxWaiting *int `mapstructure:"max_waiting"`
+		}{MaxWaiting: &s.MaxWaiting}
+		if err := confmap.NewFromStringMap(map[string]any{"max_waiting": v}).Unmarshal(&own); err != nil {
+			return err
+		}
+		delete(raw, "max_waiting")
+	}
+	return s.ServerConfig.Unmarshal(confmap.NewFromStringMap(raw))
+}
+
+// mapstructureKeys are the keys a struct is decoded from, with those of
+// its squashed fields.
+func mapstructureKeys(t reflect.Type) map[string]bool {
+	keys := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		switch {
+		case !f.IsExported():
+		case slices.Contains(strings.Split(opts, ","), "squash"):
+			maps.Copy(keys, mapstructureKeys(f.Type))
+		case name != "" && name != "-":
+			keys[name] = true
+		}
+	}
+	return keys
+}
+
+// enabled reports whether the bundle server is configured.
+func (s *ServeConfig) enabled() bool { return s.NetAddr.Endpoint != "" }
 
 // RoutesConfig controls how paths become routes.
 type RoutesConfig struct {
@@ -273,6 +341,9 @@ func (cfg *Config) Validate() error {
 		if spiffeid.Validate("spiffe://"+td) != nil || strings.Contains(td, "/") {
 			errs = append(errs, fmt.Errorf("trust_domains: %q is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')", td))
 		}
+	}
+	if cfg.Serve.MaxWaiting < 0 {
+		errs = append(errs, errors.New("serve::max_waiting must not be negative"))
 	}
 	_, outErrs := cfg.Output.validate()
 	errs = append(errs, outErrs...)

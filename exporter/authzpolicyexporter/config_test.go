@@ -64,6 +64,11 @@ func TestLoadConfig(t *testing.T) {
 	signedDefaults := createDefaultConfig().(*Config)
 	signedDefaults.Signing.KeyFile = "/etc/otelcol-authz/bundle-signing.pem"
 
+	served := createDefaultConfig().(*Config)
+	served.Serve.NetAddr.Endpoint = "0.0.0.0:8090"
+	served.Serve.MaxWaiting = 50
+	served.Serve.WriteTimeout = 10 * time.Second
+
 	tests := []struct {
 		id      component.ID
 		want    *Config
@@ -98,6 +103,9 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_unseen"), wantErr: `unseen_callees: "allow" must be audit or deny`},
 		{id: component.NewIDWithName(metadata.Type, "bad_relearn"), wantErr: "relearn_period must not be negative"},
 		{id: component.NewIDWithName(metadata.Type, "bad_overrides"), wantErr: "overrides_file: testdata/overrides-bad.yaml:4: deny[0].methods"},
+		{id: component.NewIDWithName(metadata.Type, "served"), want: served},
+		{id: component.NewIDWithName(metadata.Type, "bad_waiting"), wantErr: "serve::max_waiting must not be negative"},
+		{id: component.NewIDWithName(metadata.Type, "unknown_serve_key"), wantErr: "long_poll"},
 		{id: component.NewIDWithName(metadata.Type, "missing_overrides"), wantErr: "overrides_file: open testdata/no-such-overrides.yaml"},
 	}
 	for _, tt := range tests {

@@ -25,6 +25,7 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/serve"
 )
 
 type authzExporter struct {
@@ -36,7 +37,11 @@ type authzExporter struct {
 	agg       *aggregate.Aggregate
 	publisher publish.Publisher
 	state     storage.Client // nil without a storage extension
-	now       func() time.Time
+	// server hands what publisher publishes to OPA (serve), nil when off.
+	server   *serve.Server
+	listener *serve.Listener
+	set      component.TelemetrySettings
+	now      func() time.Time
 	// signing, when set, signs every bundle; the key is loaded once.
 	signing *render.SigningOptions
 
@@ -132,6 +137,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		cache:     render.NewCache(),
 		refused:   map[string]bool{},
 		now:       time.Now,
+		set:       set.TelemetrySettings,
 	}, nil
 }
 
@@ -143,12 +149,28 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
+	if e.cfg.Serve.enabled() {
+		e.server = serve.New(e.cfg.Serve.MaxWaiting, e.cfg.Serve.WriteTimeout)
+		e.server.Observe = func(o serve.Outcome) {
+			e.telemetry.AuthzPolicyBundleRequests.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", string(o))))
+		}
+		e.server.Waiting = func(delta int64) {
+			e.telemetry.AuthzPolicyBundleRequestsWaiting.Add(context.Background(), delta)
+		}
+		p = serve.Publishing(p, e.server)
+	}
 	e.publisher = p
 	if e.cfg.Output.PerCallee {
 		e.callees = publish.NewCalleePublisher(p, e.signing)
 	}
 	if err := e.loadPublished(ctx); err != nil {
 		e.logger.Warn("Could not read the bundle in place yet; publishing waits until it can", zap.Error(err))
+	}
+	if e.server != nil {
+		if e.listener, err = serve.Listen(ctx, &e.cfg.Serve.ServerConfig, host, e.set, e.server); err != nil {
+			e.publisher = nil
+			return errors.Join(fmt.Errorf("serve: %w", err), p.Close())
+		}
 	}
 	e.stop = make(chan struct{})
 	e.done = make(chan struct{})
@@ -158,6 +180,14 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 
 func (e *authzExporter) loop() {
 	defer close(e.done)
+	if e.server != nil {
+		// Until the first flush, serve the callees' objects in place.
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Output.Timeout)
+		e.flushMu.Lock()
+		_ = e.syncCallees(ctx) // logged and counted inside
+		e.flushMu.Unlock()
+		cancel()
+	}
 	t := time.NewTicker(e.cfg.FlushInterval)
 	defer t.Stop()
 	for {
@@ -182,7 +212,13 @@ func (e *authzExporter) shutdown(ctx context.Context) error {
 	}
 	var err error
 	if e.publisher != nil {
-		err = errors.Join(e.flush(ctx), e.publisher.Close())
+		err = e.flush(ctx)
+		if e.listener != nil {
+			// After the last flush, so the held requests get its bundle.
+			err = errors.Join(err, e.listener.Shutdown(ctx))
+			e.listener = nil
+		}
+		err = errors.Join(err, e.publisher.Close())
 	}
 	if e.state != nil {
 		err = errors.Join(err, e.state.Close(ctx))
@@ -478,6 +514,11 @@ func (e *authzExporter) loadPublished(ctx context.Context) error {
 		e.unreadable = true
 		e.life.Enforced(e.life.Known(), e.now())
 		return nil
+	}
+	if e.server != nil {
+		// Served until the first publication, so that a sidecar starting
+		// with the collector is never handed nothing.
+		e.server.Set(publish.BundleName, p.Revision, raw)
 	}
 	e.guard.setPublished(p.Rules)
 	e.life.Enforced(enforced(p.Modes), e.now())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/consumer"
@@ -47,6 +48,7 @@ func createDefaultConfig() component.Config {
 		TruncationLimits: []int{100, 128, 1024, 2048, 4096, 8192, 16384},
 		Output:           OutputConfig{URL: "file:///var/lib/otelcol-authz", Timeout: 30 * time.Second},
 		Signing:          SigningConfig{Algorithm: render.RS256, KeyID: "default"},
+		Serve:            defaultServeConfig(),
 		Routes: RoutesConfig{
 			CardinalityThreshold: 10,
 			MaxPathLength:        2048,
@@ -71,6 +73,12 @@ func createDefaultConfig() component.Config {
 			Version:         []string{"service.version", "k8s.replicaset.name"},
 		},
 	}
+}
+
+// defaultServeConfig is off (no endpoint), with a collector HTTP server's
+// defaults once an endpoint is set.
+func defaultServeConfig() ServeConfig {
+	return ServeConfig{ServerConfig: confighttp.NewDefaultServerConfig(), MaxWaiting: 1000}
 }
 
 func createTraces(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Traces, error) {

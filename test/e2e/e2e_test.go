@@ -205,6 +205,7 @@ func startCollector(t *testing.T, outputURL string, env ...string) *collector {
 		"AUTHZ_FLUSH_INTERVAL=1s",
 		"AUTHZ_OUTPUT_URL=" + outputURL,
 		"AUTHZ_STATE_DIR=" + t.TempDir(),
+		"AUTHZ_SERVE_ENDPOINT=" + freePort(t),
 	}, env...)
 	c.process = startProcess(t, "collector", env, bin, "--config", filepath.Join(repoRoot(t), "deploy", "collector-config.yaml"))
 	waitHTTP(t, "http://"+health+"/", http.StatusOK)
@@ -358,6 +359,13 @@ func opaAllows(t *testing.T, addr string, r opatest.Request) bool {
 // returns the REST and gRPC (ext_authz) addresses.
 func startOPAEnvoy(t *testing.T, config string, env []string, set ...string) (rest, grpcAddr string) {
 	t.Helper()
+	_, rest, grpcAddr = startOPAEnvoyProcess(t, config, env, set...)
+	return rest, grpcAddr
+}
+
+// startOPAEnvoyProcess is startOPAEnvoy, with the process.
+func startOPAEnvoyProcess(t *testing.T, config string, env []string, set ...string) (p *process, rest, grpcAddr string) {
+	t.Helper()
 	bin := binary(t, "OTELCOL_AUTHZ_OPA_ENVOY")
 	rest, grpcAddr = freePort(t), freePort(t)
 	// A discovery configuration's bundle is polled as the discovery bundle
@@ -374,9 +382,9 @@ func startOPAEnvoy(t *testing.T, config string, env []string, set ...string) (re
 	for _, kv := range set {
 		args = append(args, "--set", kv)
 	}
-	startProcess(t, "opa-envoy-plugin", env, bin, args...)
+	p = startProcess(t, "opa-envoy-plugin", env, bin, args...)
 	waitHTTP(t, "http://"+rest+"/health", http.StatusOK)
-	return rest, grpcAddr
+	return p, rest, grpcAddr
 }
 
 // OPA-Envoy, configured with deploy/opa-envoy/http.yaml, polls the

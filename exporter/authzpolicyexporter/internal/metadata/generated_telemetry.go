@@ -23,19 +23,21 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                       metric.Meter
-	mu                          sync.Mutex
-	registrations               []metric.Registration
-	AuthzPolicyAggregateEntries metric.Int64Gauge
-	AuthzPolicyCalleeBundles    metric.Int64Counter
-	AuthzPolicyCallees          metric.Int64Gauge
-	AuthzPolicyOverridesReloads metric.Int64Counter
-	AuthzPolicyPublishes        metric.Int64Counter
-	AuthzPolicyRelearns         metric.Int64Counter
-	AuthzPolicyRuleChanges      metric.Int64Counter
-	AuthzPolicyRules            metric.Int64Gauge
-	AuthzPolicySpansLearned     metric.Int64Counter
-	AuthzPolicySpansSkipped     metric.Int64Counter
+	meter                            metric.Meter
+	mu                               sync.Mutex
+	registrations                    []metric.Registration
+	AuthzPolicyAggregateEntries      metric.Int64Gauge
+	AuthzPolicyBundleRequests        metric.Int64Counter
+	AuthzPolicyBundleRequestsWaiting metric.Int64UpDownCounter
+	AuthzPolicyCalleeBundles         metric.Int64Counter
+	AuthzPolicyCallees               metric.Int64Gauge
+	AuthzPolicyOverridesReloads      metric.Int64Counter
+	AuthzPolicyPublishes             metric.Int64Counter
+	AuthzPolicyRelearns              metric.Int64Counter
+	AuthzPolicyRuleChanges           metric.Int64Counter
+	AuthzPolicyRules                 metric.Int64Gauge
+	AuthzPolicySpansLearned          metric.Int64Counter
+	AuthzPolicySpansSkipped          metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -71,6 +73,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_authz_policy_aggregate_entries",
 		metric.WithDescription("Observed accesses held in the aggregate. [Alpha]"),
 		metric.WithUnit("{entry}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyBundleRequests, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_bundle_requests",
+		metric.WithDescription("Requests to the bundle server (serve), by outcome (attribute `outcome`: sent, not_modified, not_found, forbidden, method_not_allowed, or waiting_limit for a long-polling request sent the bundle at once because serve::max_waiting requests were held). [Alpha]"),
+		metric.WithUnit("{request}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyBundleRequestsWaiting, err = builder.meter.Int64UpDownCounter(
+		"otelcol_authz_policy_bundle_requests_waiting",
+		metric.WithDescription("Long-polling requests the bundle server holds until a new revision, their deadline or shutdown. [Alpha]"),
+		metric.WithUnit("{request}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.AuthzPolicyCalleeBundles, err = builder.meter.Int64Counter(

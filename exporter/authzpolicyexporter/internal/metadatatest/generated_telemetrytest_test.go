@@ -20,6 +20,8 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.AuthzPolicyAggregateEntries.Record(context.Background(), 1)
+	tb.AuthzPolicyBundleRequests.Add(context.Background(), 1)
+	tb.AuthzPolicyBundleRequestsWaiting.Add(context.Background(), 1)
 	tb.AuthzPolicyCalleeBundles.Add(context.Background(), 1)
 	tb.AuthzPolicyCallees.Record(context.Background(), 1)
 	tb.AuthzPolicyOverridesReloads.Add(context.Background(), 1)
@@ -30,6 +32,12 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.AuthzPolicySpansLearned.Add(context.Background(), 1)
 	tb.AuthzPolicySpansSkipped.Add(context.Background(), 1)
 	AssertEqualAuthzPolicyAggregateEntries(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyBundleRequests(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyBundleRequestsWaiting(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyCalleeBundles(t, testTel,
