@@ -18,6 +18,8 @@ AZURITE := $(TOOLS)/azurite-$(AZURITE_VERSION)/node_modules/.bin/azurite-blob
 OPA_ENVOY := $(TOOLS)/opa-envoy-plugin-$(OPA_ENVOY_VERSION)
 BENCHSTAT_VERSION ?= v0.0.0-20260908200009-22c9c6c9d4da
 BENCHSTAT := $(TOOLS)/benchstat-$(BENCHSTAT_VERSION)
+HELM_VERSION ?= v3.22.0
+HELM := $(TOOLS)/helm-$(HELM_VERSION)
 export OTELCOL_AUTHZ_OPA := $(OPA)
 
 GO_PACKAGES := ./...
@@ -63,7 +65,14 @@ $(OPA_ENVOY): internal/tools/opaenvoy/go.mod
 
 SERVERS := $(VERSITYGW) $(FAKE_GCS) $(AZURITE) $(OPA_ENVOY)
 
-tools: $(OCB) $(OPA) $(BENCHSTAT) $(SERVERS)
+# Helm, for the end-to-end tests that lint and render the real
+# opentelemetry-collector chart with deploy/helm/values.yaml.
+$(HELM):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/helm $@
+
+tools: $(OCB) $(OPA) $(BENCHSTAT) $(SERVERS) $(HELM)
 
 # The custom collector distribution, built by ocb from builder-config.yaml.
 build: $(DIST)
@@ -83,9 +92,10 @@ unit: lint
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
 
-e2e: $(DIST) $(OPA) $(SERVERS)
+e2e: $(DIST) $(OPA) $(SERVERS) $(HELM)
 	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
 	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
+	OTELCOL_AUTHZ_HELM=$(HELM) \
 		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/
 
 # Builds the distribution, starts it, replays the sample Pixie spans and

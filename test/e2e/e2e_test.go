@@ -26,7 +26,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
@@ -436,36 +435,4 @@ func TestE2ERestartAfterSIGKILL(t *testing.T) {
 	assert.Equal(t, published, after, "the restarted collector changed the policy")
 	assert.NotContains(t, again.log.String(), "Published policy bundle")
 	assert.True(t, opatest.Load(t, after).Allowed(opatest.Request{Destination: balances, Source: frontend, Method: "GET", Path: "/balances/12"}))
-}
-
-// The collector configuration in the Helm values is one the distribution
-// accepts (the chart adds only what the values turn off).
-func TestE2EHelmConfigValidates(t *testing.T) {
-	bin := binary(t, "OTELCOL_AUTHZ_BIN")
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "helm", "values.yaml"))
-	require.NoError(t, err)
-	var values struct {
-		Config map[string]any `json:"config"`
-	}
-	require.NoError(t, yaml.Unmarshal(raw, &values))
-	// Keys set to null only switch off the chart's defaults.
-	for _, section := range []string{"receivers", "exporters"} {
-		m, _ := values.Config[section].(map[string]any)
-		for k, v := range m {
-			if v == nil {
-				delete(m, k)
-			}
-		}
-	}
-	pipelines := values.Config["service"].(map[string]any)["pipelines"].(map[string]any)
-	delete(pipelines, "logs")
-	delete(pipelines, "metrics")
-	cfg, err := yaml.Marshal(values.Config)
-	require.NoError(t, err)
-	file := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(file, cfg, 0o600))
-	cmd := exec.Command(bin, "validate", "--config", file)
-	cmd.Env = append(os.Environ(), "MY_POD_IP=127.0.0.1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s\n%s", out, cfg)
 }
