@@ -127,8 +127,8 @@ unit: lint
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
 
-e2e: $(DIST) $(OPA) $(SERVERS)
-	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
+e2e: $(DIST) $(OPA) $(SERVERS) $(IMAGE)
+	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_IMAGE=$(abspath $(IMAGE)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
 	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
 		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/
 
