@@ -25,7 +25,7 @@ export OTELCOL_AUTHZ_OPA := $(OPA)
 GO_PACKAGES := ./...
 DIST := bin/otelcol-authz
 
-.PHONY: build test unit e2e demo bench lint fmt generate tools clean
+.PHONY: build image test unit e2e demo bench lint fmt generate tools clean
 
 $(OCB):
 	@mkdir -p $(TOOLS)
@@ -75,11 +75,55 @@ $(HELM):
 tools: $(OCB) $(OPA) $(BENCHSTAT) $(SERVERS) $(HELM)
 
 # The custom collector distribution, built by ocb from builder-config.yaml.
+DIST_INPUTS := $(OCB) builder-config.yaml go.mod go.sum $(shell find exporter -name '*.go' -o -name '*.rego' -o -name '*.yaml')
 build: $(DIST)
-$(DIST): $(OCB) builder-config.yaml go.mod go.sum $(shell find exporter -name '*.go' -o -name '*.rego' -o -name '*.yaml')
+$(DIST): $(DIST_INPUTS)
 	$(OCB) --config builder-config.yaml
 	@mkdir -p bin
 	cp _build/otelcol-authz $@
+
+# The container image (Dockerfile) for linux/amd64 and linux/arm64, as one
+# OCI archive whose index holds both. ocb generates the distribution's
+# sources once; each architecture's static binary is built from them. Built
+# with podman, or with docker buildx where only docker has a working engine.
+IMAGE := bin/otelcol-authz-image.tar
+DIST_VERSION := $(shell sed -n 's/^  version: *//p' builder-config.yaml)
+IMAGE_NAME ?= otelcol-authz:$(DIST_VERSION)
+IMAGE_ARCHS := amd64 arm64
+IMAGE_CTX := _build/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+comma := ,
+
+_build/components.go: $(DIST_INPUTS)
+	$(OCB) --config builder-config.yaml --skip-compilation
+
+$(IMAGE_CTX)/linux-%/otelcol-authz: _build/components.go
+	cd _build && CGO_ENABLED=0 GOOS=linux GOARCH=$* go build -trimpath -ldflags='-s -w' -o $(abspath $@) .
+
+image: $(IMAGE)
+$(IMAGE): Dockerfile deploy/collector-config.yaml $(foreach a,$(IMAGE_ARCHS),$(IMAGE_CTX)/linux-$(a)/otelcol-authz)
+	@test -s $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE) (apt-get install -y ca-certificates)" >&2; exit 1; }
+	install -D -m 0644 $(CA_BUNDLE) $(IMAGE_CTX)/rootfs/etc/ssl/certs/ca-certificates.crt
+	install -D -m 0644 deploy/collector-config.yaml $(IMAGE_CTX)/rootfs/etc/otelcol-authz/config.yaml
+	printf 'root:x:0:0:root:/:/sbin/nologin\notelcol-authz:x:10001:10001::/var/lib/otelcol-authz:/sbin/nologin\n' > $(IMAGE_CTX)/rootfs/etc/passwd
+	printf 'root:x:0:\notelcol-authz:x:10001:\n' > $(IMAGE_CTX)/rootfs/etc/group
+	chmod 0644 $(IMAGE_CTX)/rootfs/etc/passwd $(IMAGE_CTX)/rootfs/etc/group
+	mkdir -p $(IMAGE_CTX)/state
+	@mkdir -p bin && rm -f $@
+	if podman version >/dev/null 2>&1; then \
+		podman manifest rm $(IMAGE_NAME) >/dev/null 2>&1; \
+		podman rmi $(foreach a,$(IMAGE_ARCHS),$(IMAGE_NAME)-$(a)) >/dev/null 2>&1; \
+		for a in $(IMAGE_ARCHS); do \
+			podman build --platform linux/$$a -t $(IMAGE_NAME)-$$a \
+				--manifest $(IMAGE_NAME) -f Dockerfile $(IMAGE_CTX) || exit 1; \
+		done; \
+		podman manifest push --all $(IMAGE_NAME) oci-archive:$@; \
+	elif docker info >/dev/null 2>&1; then \
+		docker buildx build --platform $(subst $() ,$(comma),$(foreach a,$(IMAGE_ARCHS),linux/$(a))) \
+			-f Dockerfile --output type=oci,dest=$@ $(IMAGE_CTX); \
+	else \
+		echo "make image needs podman (apt-get install -y podman) or docker with a running engine" >&2; false; \
+	fi || { rm -f $@; exit 1; }
 
 # All tests: unit, golden, decision, config, lifecycle (with -race), then
 # end-to-end against the built distribution.
@@ -92,8 +136,8 @@ unit: lint
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
 
-e2e: $(DIST) $(OPA) $(SERVERS) $(HELM)
-	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
+e2e: $(DIST) $(OPA) $(SERVERS) $(HELM) $(IMAGE)
+	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_IMAGE=$(abspath $(IMAGE)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
 	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
 	OTELCOL_AUTHZ_HELM=$(HELM) \
 		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/Azure/azure-sdk-for-go/sdk/storage/azblob v1.8.0
 	github.com/envoyproxy/go-control-plane/envoy v1.39.0
+	github.com/google/go-containerregistry v0.22.1
 	github.com/open-policy-agent/opa v1.20.2
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/stretchr/testify v1.12.1
