@@ -23,7 +23,7 @@ export OTELCOL_AUTHZ_OPA := $(OPA)
 GO_PACKAGES := ./...
 DIST := bin/otelcol-authz
 
-.PHONY: build test unit e2e demo bench lint fmt generate tools clean
+.PHONY: build test unit e2e demo bench lint fmt generate tools clean python3
 
 $(OCB):
 	@mkdir -p $(TOOLS)
@@ -79,9 +79,15 @@ test: unit e2e
 # The learning-quality measurement evaluates thousands of decisions with OPA:
 # it runs without the race detector, everything else with it.
 QUALITY := ./exporter/authzpolicyexporter/internal/quality/
-unit: lint
+unit: lint python3
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
+
+# deploy/'s test reads the PxL script with Python's own parser (PxL is
+# Python syntax); a fresh machine may have no python3.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+python3:
+	@command -v python3 >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends python3; }
 
 e2e: $(DIST) $(OPA) $(SERVERS)
 	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
