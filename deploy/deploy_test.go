@@ -68,12 +68,7 @@ func TestOPAEnvoyConfigs(t *testing.T) {
 				assert.NotEmpty(t, signing.KeyID, "without a key id OPA also accepts unsigned bundles")
 			}
 
-			var plugin struct {
-				Addr string `json:"addr"`
-				Path string `json:"path"`
-			}
-			require.Contains(t, cfg.Plugins, "envoy_ext_authz_grpc")
-			require.NoError(t, json.Unmarshal(cfg.Plugins["envoy_ext_authz_grpc"], &plugin))
+			plugin := extAuthzPlugin(t, cfg)
 			assert.Equal(t, "envoy/authz/allow", plugin.Path)
 			assert.NotEmpty(t, plugin.Addr)
 		})
@@ -86,7 +81,7 @@ func TestOPAEnvoyConfigs(t *testing.T) {
 func TestPerCalleeSidecar(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("kubernetes", "opa-envoy-sidecar.yaml"))
 	require.NoError(t, err)
-	docs := strings.Split(string(raw), "\n---\n")
+	docs := splitDocs(raw)
 	require.Len(t, docs, 2)
 	var cm corev1.ConfigMap
 	require.NoError(t, yaml.UnmarshalStrict([]byte(docs[0]), &cm))
@@ -104,49 +99,92 @@ func TestPerCalleeSidecar(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(wantJSON), string(gotJSON))
 
-	pod := deploy.Spec.Template.Spec
-	var sidecar *corev1.Container
+	sidecar := container(t, deploy.Spec.Template.Spec, "opa-envoy")
+	assert.Contains(t, sidecar.Args, "--config-file=/config/config.yaml")
+	assert.Equal(t, cm.Name, mountedConfigMap(deploy.Spec.Template.Spec, sidecar, "/config"), "the ConfigMap is the sidecar's /config")
+
+	cfg := expandedConfig(t, wantJSON, downwardEnv(t, deploy, sidecar))
+	bundles, err := bundle.NewConfigBuilder().WithBytes(cfg.Bundles).WithServices([]string{"s3"}).Parse()
+	require.NoError(t, err)
+	// The object output.per_callee writes for spiffe://cluster.local/ns/bank/sa/balances
+	// below s3://authz-bundles/prod (publish.CalleeKey).
+	assert.Equal(t, "prod/callees/cluster.local/ns/bank/sa/balances/bundle.tar.gz", bundles.Bundles["authz"].Resource)
+}
+
+// splitDocs splits a multi-document YAML file.
+func splitDocs(raw []byte) []string {
+	return strings.Split(string(raw), "\n---\n")
+}
+
+// container returns the pod's container of that name.
+func container(t *testing.T, pod corev1.PodSpec, name string) *corev1.Container {
+	t.Helper()
 	for i := range pod.Containers {
-		if pod.Containers[i].Name == "opa-envoy" {
-			sidecar = &pod.Containers[i]
+		if pod.Containers[i].Name == name {
+			return &pod.Containers[i]
 		}
 	}
-	require.NotNil(t, sidecar)
-	assert.Contains(t, sidecar.Args, "--config-file=/config/config.yaml")
-	mounted := false
-	for _, m := range sidecar.VolumeMounts {
+	require.FailNow(t, "no container "+name)
+	return nil
+}
+
+// mountedConfigMap names the ConfigMap mounted at path in c, if any.
+func mountedConfigMap(pod corev1.PodSpec, c *corev1.Container, path string) string {
+	for _, m := range c.VolumeMounts {
 		for _, v := range pod.Volumes {
-			if v.Name == m.Name && m.MountPath == "/config" && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
-				mounted = true
+			if v.Name == m.Name && m.MountPath == path && v.ConfigMap != nil {
+				return v.ConfigMap.Name
 			}
 		}
 	}
-	assert.True(t, mounted, "the ConfigMap is the sidecar's /config")
+	return ""
+}
 
-	// What the downward API gives the sidecar of this Deployment's pods.
+// downwardEnv is the environment c gets in the Deployment's pods: plain
+// values, and the namespace and service account from the downward API.
+func downwardEnv(t *testing.T, deploy appsv1.Deployment, c *corev1.Container) map[string]string {
+	t.Helper()
 	env := map[string]string{}
-	for _, e := range sidecar.Env {
+	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:
 			env[e.Name] = e.Value
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			env[e.Name] = deploy.Namespace
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.serviceAccountName":
-			env[e.Name] = pod.ServiceAccountName
+			env[e.Name] = deploy.Spec.Template.Spec.ServiceAccountName
+		default:
+			require.FailNow(t, "an environment source the test does not know", e.Name)
 		}
 	}
-	// OPA replaces ${NAME} with the variable's value (the end-to-end test
-	// runs OPA itself on this file).
-	expanded := os.Expand(string(wantJSON), func(name string) string {
+	return env
+}
+
+// expandedConfig parses an OPA config as OPA reads it in a container with
+// env: OPA replaces ${NAME} with the variable's value (the end-to-end tests
+// run OPA itself on these files).
+func expandedConfig(t *testing.T, configJSON []byte, env map[string]string) *config.Config {
+	t.Helper()
+	expanded := os.Expand(string(configJSON), func(name string) string {
 		v, ok := env[name]
 		require.True(t, ok, "%s is not in the sidecar's environment", name)
 		return v
 	})
 	cfg, err := config.ParseConfig([]byte(expanded), "test")
 	require.NoError(t, err)
-	bundles, err := bundle.NewConfigBuilder().WithBytes(cfg.Bundles).WithServices([]string{"s3"}).Parse()
-	require.NoError(t, err)
-	// The object output.per_callee writes for spiffe://cluster.local/ns/bank/sa/balances
-	// below s3://authz-bundles/prod (publish.CalleeKey).
-	assert.Equal(t, "prod/callees/cluster.local/ns/bank/sa/balances/bundle.tar.gz", bundles.Bundles["authz"].Resource)
+	return cfg
+}
+
+// extAuthzConfig is the configuration of OPA-Envoy's ext_authz gRPC server.
+type extAuthzConfig struct {
+	Addr string `json:"addr"`
+	Path string `json:"path"`
+}
+
+func extAuthzPlugin(t *testing.T, cfg *config.Config) extAuthzConfig {
+	t.Helper()
+	require.Contains(t, cfg.Plugins, "envoy_ext_authz_grpc")
+	var plugin extAuthzConfig
+	decodeStrict(t, cfg.Plugins["envoy_ext_authz_grpc"], &plugin)
+	return plugin
 }
