@@ -353,7 +353,8 @@ func opaAllows(t *testing.T, addr string, r opatest.Request) bool {
 	return out.Result
 }
 
-// startOPAEnvoy runs opa-envoy-plugin with a config from deploy/opa-envoy,
+// startOPAEnvoy runs opa-envoy-plugin with a config from deploy/opa-envoy
+// (or at an absolute path),
 // overriding only addresses, the polling delay and the given settings. It
 // returns the REST and gRPC (ext_authz) addresses.
 func startOPAEnvoy(t *testing.T, config string, env []string, set ...string) (rest, grpcAddr string) {
@@ -369,12 +370,16 @@ func startOPAEnvoyProcess(t *testing.T, config string, env []string, set ...stri
 	rest, grpcAddr = freePort(t), freePort(t)
 	// A discovery configuration's bundle is polled as the discovery bundle
 	// is; a bundle set here would win over the discovered one.
+	file := config
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(repoRoot(t), "deploy", "opa-envoy", config)
+	}
 	polled := "bundles.authz"
 	if strings.Contains(config, "discovery") {
 		polled = "discovery"
 	}
 	args := []string{"run", "--server", "--addr", rest,
-		"--config-file", filepath.Join(repoRoot(t), "deploy", "opa-envoy", config),
+		"--config-file", file,
 		"--set", "plugins.envoy_ext_authz_grpc.addr=" + grpcAddr,
 		"--set", polled + ".polling.min_delay_seconds=1",
 		"--set", polled + ".polling.max_delay_seconds=2"}

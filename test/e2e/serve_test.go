@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
@@ -165,4 +169,73 @@ func TestE2EServeBundles(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return bytes.Equal(fetch(t, base+"/callees/example.org/ns/bank/sa/balances/bundle.tar.gz", "", "").body, ownInPlace)
 	}, 10*time.Second, 50*time.Millisecond, "the callee's object in place is not served before the first flush")
+}
+
+// istioSidecarConfig writes the OPA configuration of the OPA-Envoy sidecar
+// in deploy/istio/workload.yaml (its ConfigMap) to a file, as the pod
+// mounts it.
+func istioSidecarConfig(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "istio", "workload.yaml"))
+	require.NoError(t, err)
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var cm corev1.ConfigMap
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &cm))
+		if cm.Kind == "ConfigMap" {
+			file := filepath.Join(t.TempDir(), "istio-discovery.yaml")
+			require.NoError(t, os.WriteFile(file, []byte(cm.Data["config.yaml"]), 0o600))
+			return file
+		}
+	}
+	t.Fatal("deploy/istio/workload.yaml has no ConfigMap")
+	return ""
+}
+
+// The Istio sidecar's own OPA configuration against the collector's bundle
+// server, per callee: through the discovery bundle a sidecar holds its
+// callee's bundle, long-polled, so a new revision is enforced within
+// seconds although the polling delay is a minute; the sidecar of a callee
+// not seen yet is audited through the unseen bundle, and switches to its
+// own bundle within seconds of its first publication.
+func TestE2EServeIstioSidecar(t *testing.T) {
+	serveAddr := freePort(t)
+	c := startConfigured(t, map[string]any{
+		"output":         map[string]any{"per_callee": true},
+		"serve":          map[string]any{"endpoint": serveAddr},
+		"unseen_callees": "audit",
+	})
+	base := "http://" + serveAddr
+	sendAccesses(t, c.otlp, access{balances, frontend, "GET", "/balances/12"})
+	require.Eventually(t, func() bool { return fetch(t, base+"/discovery.tar.gz", "", "").status == http.StatusOK }, waitFor, 100*time.Millisecond)
+
+	config := istioSidecarConfig(t)
+	sidecar := func(account string) (rest string, conn *grpc.ClientConn) {
+		rest, grpcAddr := startOPAEnvoy(t, config, []string{"TRUST_DOMAIN=example.org", "POD_NAMESPACE=bank", "POD_SERVICE_ACCOUNT=" + account},
+			"services.otelcol-authz.url="+base, "discovery.polling.min_delay_seconds=60", "discovery.polling.max_delay_seconds=120")
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		return rest, conn
+	}
+	rest, conn := sidecar("balances")
+	require.Eventually(t, func() bool { return slices.Equal(calleesLoaded(t, rest), []string{balances}) }, waitFor, 100*time.Millisecond,
+		"the sidecar never loaded its own bundle")
+	seen := opatest.Request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: balances, Method: "GET", Path: "/balances/12"}
+	require.Eventually(t, func() bool { return checkDecision(t, conn, seen) == codes.OK }, waitFor, 100*time.Millisecond)
+	next := opatest.Request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: balances, Method: "GET", Path: "/balances/export"}
+	assert.Equal(t, codes.PermissionDenied, checkDecision(t, conn, next))
+	sendAccesses(t, c.otlp, access{balances, frontend, "GET", "/balances/export"})
+	require.Eventually(t, func() bool { return checkDecision(t, conn, next) == codes.OK }, 8*time.Second, 20*time.Millisecond,
+		"the callee's next revision did not reach its sidecar within seconds")
+
+	freshID := "spiffe://example.org/ns/bank/sa/fresh"
+	freshRest, freshConn := sidecar("fresh")
+	first := opatest.Request{NoHeader: true, SourcePrincipal: frontend, DestinationPrincipal: freshID, Method: "GET", Path: "/fresh/1"}
+	require.Eventually(t, func() bool { return checkDecision(t, freshConn, first) == codes.OK }, waitFor, 100*time.Millisecond,
+		"a callee not seen yet is audited, so that its access can be learned")
+	sendAccesses(t, c.otlp, access{freshID, frontend, "GET", "/fresh/1"})
+	require.Eventually(t, func() bool { return slices.Equal(calleesLoaded(t, freshRest), []string{freshID}) }, 8*time.Second, 20*time.Millisecond,
+		"the new callee's sidecar did not switch to its own bundle within seconds")
+	assert.Equal(t, codes.OK, checkDecision(t, freshConn, first))
+	assert.Equal(t, codes.PermissionDenied, checkDecision(t, freshConn, opatest.Request{NoHeader: true, SourcePrincipal: payments, DestinationPrincipal: freshID, Method: "GET", Path: "/fresh/1"}))
 }
