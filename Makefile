@@ -25,7 +25,7 @@ export OTELCOL_AUTHZ_OPA := $(OPA)
 GO_PACKAGES := ./...
 DIST := bin/otelcol-authz
 
-.PHONY: build image test unit e2e demo bench lint fmt generate tools clean
+.PHONY: build image test packages unit e2e demo bench lint fmt generate tools clean
 
 $(OCB):
 	@mkdir -p $(TOOLS)
@@ -127,7 +127,21 @@ $(IMAGE): Dockerfile deploy/collector-config.yaml $(foreach a,$(IMAGE_ARCHS),$(I
 
 # All tests: unit, golden, decision, config, lifecycle (with -race), then
 # end-to-end against the built distribution.
-test: unit e2e
+test: packages unit e2e
+
+# What comes from Debian's packages, installed when missing (as root, or
+# with sudo): podman builds the image, which carries the CA bundle, and
+# python3's parser reads the Pixie PxL script in deploy/'s test.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+packages:
+	@missing=""; \
+	command -v podman >/dev/null || missing="$$missing podman"; \
+	test -s $(CA_BUNDLE) || missing="$$missing ca-certificates"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	if [ -n "$$missing" ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y $$missing || { $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; }; \
+	fi
 
 # The learning-quality measurement evaluates thousands of decisions with OPA:
 # it runs without the race detector, everything else with it.

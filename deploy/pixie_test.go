@@ -82,10 +82,10 @@ type pxlExport struct {
 // The PxL script exports what the exporter reads with its default
 // configuration, and nothing it does not. Pixie cannot run here (it needs
 // a Kubernetes cluster and its eBPF agents): the script is checked by
-// parsing it, not by running it. .ci/run installs python3 when missing.
+// parsing it, not by running it. make test installs python3 when missing.
 func TestPixieScript(t *testing.T) {
 	python, err := exec.LookPath("python3")
-	require.NoError(t, err, "python3 reads the PxL script (.ci/run installs it)")
+	require.NoError(t, err, "python3 reads the PxL script (make test installs it)")
 	out, err := exec.Command(python, "-c", pxlExports, filepath.Join("pixie", "authz-spans.pxl")).Output()
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
