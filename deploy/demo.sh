@@ -23,6 +23,7 @@ export HEALTH_CHECK_ENDPOINT=127.0.0.1:${DEMO_HEALTH_PORT:-13133}
 export METRICS_HOST=127.0.0.1 METRICS_PORT=${DEMO_METRICS_PORT:-18888}
 export AUTHZ_FLUSH_INTERVAL=2s AUTHZ_OUTPUT_URL=file://$out AUTHZ_STATE_DIR=$work/state
 export AUTHZ_OVERRIDES_FILE=$PWD/deploy/demo/overrides.yaml AUTHZ_UNPACKED_DIR=$work/review
+export AUTHZ_SERVE_ENDPOINT=127.0.0.1:${DEMO_SERVE_PORT:-18090}
 
 echo "== Starting the collector (log: $work/collector.log)"
 "$bin" --config deploy/collector-config.yaml >"$work/collector.log" 2>&1 &
@@ -46,6 +47,11 @@ tar -tzvf "$bundle" 2>/dev/null
 echo
 echo "== .manifest"
 tar -xzOf "$bundle" /.manifest 2>/dev/null
+echo
+echo "== Served to OPA by the collector (serve): ETag = revision, 304 when unchanged"
+etag=$(curl -fsI "http://$AUTHZ_SERVE_ENDPOINT/bundle.tar.gz" | tr -d '\r' | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
+echo "  GET /bundle.tar.gz                      ETag $etag"
+echo "  GET /bundle.tar.gz If-None-Match $etag  $(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "http://$AUTHZ_SERVE_ENDPOINT/bundle.tar.gz")"
 echo
 echo "== Learned grants (caller -> callee  method route)"
 "$opa" eval -d deploy/demo/rules.rego -b "$bundle" -f raw 'concat("\n", sort(data.demo.rules))'
