@@ -178,16 +178,15 @@ func (s *ServeConfig) Unmarshal(conf *confmap.Conf) error {
 		slices.Sort(unknown)
 		return fmt.Errorf("has invalid keys: %s", strings.Join(unknown, ", "))
 	}
-	if v, ok := raw["max_waiting"]; ok {
-		own := struct {
-			MaxWaiting *int `mapstructure:"max_waiting"`
-		}{MaxWaiting: &s.MaxWaiting}
-		if err := confmap.NewFromStringMap(map[string]any{"max_waiting": v}).Unmarshal(&own); err != nil {
-			return err
-		}
-		delete(raw, "max_waiting")
+	own := struct {
+		MaxWaiting *int `mapstructure:"max_waiting"`
+	}{MaxWaiting: &s.MaxWaiting}
+	if err := conf.Unmarshal(&own, confmap.WithIgnoreUnused()); err != nil {
+		return err
 	}
-	return s.ServerConfig.Unmarshal(confmap.NewFromStringMap(raw))
+	// The original conf, not raw: a map loses what an ${env:...} value
+	// was as text, which string settings (tls::min_version) need.
+	return s.ServerConfig.Unmarshal(conf)
 }
 
 // mapstructureKeys are the keys a struct is decoded from, with those of

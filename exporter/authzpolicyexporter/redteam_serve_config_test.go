@@ -1,7 +1,7 @@
 package authzpolicyexporter
 
-// Red-team tests of serve's configuration. TestRedteamFinding* fail on
-// main; TestRedteamHolds* document what held up.
+// Red-team tests of serve's configuration. TestRedteamHolds* document
+// what held up; the others are regression tests of what a red team found.
 
 import (
 	"context"
@@ -107,12 +107,12 @@ serve:
 
 // Values from ${env:...} keep their string form everywhere in the
 // collector: a string setting whose value looks like a number is that
-// string. ServeConfig.Unmarshal goes through conf.ToStringMap(), which
-// drops the original strings, so under serve (and only there) the same
-// value is a float and the configuration is refused. Here
+// string. ServeConfig.Unmarshal once went through conf.ToStringMap(),
+// which drops the original strings, so under serve (and only there) the
+// same value was a float and the configuration was refused. Here
 // tls::min_version from the environment, as every other confighttp
 // server of the collector takes it.
-func TestRedteamFindingServeEnvStringsLost(t *testing.T) {
+func TestRedteamServeEnvStrings(t *testing.T) {
 	env := map[string]string{"TLS_MIN": "1.3", "WAITING": "25", "HDR": "1234"}
 	// The same settings into a plain confighttp.ServerConfig, as any
 	// receiver decodes them: accepted.

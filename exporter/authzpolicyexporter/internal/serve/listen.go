@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
@@ -15,9 +16,10 @@ import (
 // Listener runs a Server as a collector HTTP server: its endpoint, TLS,
 // auth and the other settings of confighttp.
 type Listener struct {
-	srv  *http.Server
-	done sync.WaitGroup
-	s    *Server
+	srv    *http.Server
+	done   sync.WaitGroup
+	s      *Server
+	logger *zap.Logger
 }
 
 // Listen starts serving s as cfg says. Errors of the server once started
@@ -33,7 +35,7 @@ func Listen(ctx context.Context, cfg *confighttp.ServerConfig, host component.Ho
 		_ = ln.Close()
 		return nil, err
 	}
-	l := &Listener{srv: srv, s: s}
+	l := &Listener{srv: srv, s: s, logger: set.Logger}
 	l.done.Add(1)
 	go func() {
 		defer l.done.Done()
@@ -46,10 +48,21 @@ func Listen(ctx context.Context, cfg *confighttp.ServerConfig, host component.Ho
 	return l, nil
 }
 
-// Shutdown releases the held requests, then stops the server.
+// shutdownGrace bounds the wait for responses being written at shutdown:
+// a client that does not read its bundle must not hold the collector.
+const shutdownGrace = 2 * time.Second
+
+// Shutdown releases the held requests, lets the responses being written
+// finish for at most shutdownGrace, then closes what is left.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.s.Close()
-	err := l.srv.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+	defer cancel()
+	var err error
+	if l.srv.Shutdown(ctx) != nil {
+		l.logger.Warn("Closing the bundle server's connections whose responses were not read in time")
+		err = l.srv.Close()
+	}
 	l.done.Wait()
 	return err
 }

@@ -60,10 +60,10 @@ func opaRequests(t *testing.T, wait int64, d time.Duration) int64 {
 }
 
 // OPA's real downloader: with long_polling_timeout_seconds: 30 it asks
-// twice in a second (the download, then one held request); with a value
-// OPA accepts but the server reads as "no wait" (beyond uint32 seconds)
-// it asks again and again with no delay.
-func TestRedteamFindingOPABusyLoopsOnHugeWait(t *testing.T) {
+// twice in a second (the download, then one held request); so it does with
+// a value OPA accepts beyond uint32 seconds, which the server once read as
+// "no wait" and answered at once, again and again.
+func TestRedteamOPADoesNotBusyLoopOnHugeWait(t *testing.T) {
 	normal := opaRequests(t, 30, time.Second)
 	assert.LessOrEqual(t, normal, int64(3), "long polling as it should be")
 	huge := opaRequests(t, 1<<32, time.Second)

@@ -1,8 +1,8 @@
 package serve
 
-// Red-team tests of the bundle server. Tests named TestRedteamFinding*
-// demonstrate a problem and fail on main; TestRedteamHolds* document an
-// attack that held up.
+// Red-team tests of the bundle server. TestRedteamHolds* document an
+// attack that held up; the others are regression tests of what a red
+// team found.
 
 import (
 	"bufio"
@@ -103,28 +103,32 @@ func TestRedteamHoldsPathTricks(t *testing.T) {
 }
 
 // OPA accepts any long_polling_timeout_seconds >= 1. A wait beyond
-// uint32 seconds is read as "no wait", so the request is answered 304 at
-// once; OPA keeps long polling after a 304 and asks again with no delay:
-// a busy loop. So does an RFC 7240 preference with whitespace around "="
-// (BWS is allowed by RFC 7240's grammar), though OPA does not send it.
-func TestRedteamFindingHugeWaitAnswersAtOnce(t *testing.T) {
-	_, hs, _ := newTestServer(t, 10)
+// uint32 seconds was read as "no wait", so the request was answered 304
+// at once; OPA keeps long polling after a 304 and asks again with no
+// delay: a busy loop. So did an RFC 7240 preference with whitespace
+// around "=" (BWS is allowed by its grammar), though OPA does not send it.
+// Both are held now, until the server stops.
+func TestRedteamHugeWaitIsHeld(t *testing.T) {
 	for _, prefer := range []string{"modes=snapshot,delta;wait=4294967296", "modes=snapshot,delta;wait = 2"} {
 		t.Run(prefer, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, hs.URL+"/bundle.tar.gz", nil)
-			req.Header.Set("If-None-Match", `"r1"`)
-			req.Header.Set("Prefer", prefer)
-			start := time.Now()
-			resp, err := http.DefaultClient.Do(req)
-			require.NoError(t, err)
-			resp.Body.Close()
-			took := time.Since(start)
-			// OPA ignores the content type of a 304 and keeps long
-			// polling (download.go: longPoll: d.longPollingEnabled).
-			if resp.StatusCode == http.StatusNotModified {
-				assert.Greater(t, took, time.Second,
-					"an immediate 304 with the long-poll content type to a long-poll request makes OPA ask again at once")
-			}
+			s, hs, _ := newTestServer(t, 10)
+			done := make(chan int, 1)
+			go func() {
+				req, _ := http.NewRequest(http.MethodGet, hs.URL+"/bundle.tar.gz", nil)
+				req.Header.Set("If-None-Match", `"r1"`)
+				req.Header.Set("Prefer", prefer)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					done <- 0
+					return
+				}
+				resp.Body.Close()
+				done <- resp.StatusCode
+			}()
+			require.Eventually(t, func() bool { return heldRequests(s) == 1 }, 5*time.Second, time.Millisecond,
+				"an immediate 304 with the long-poll content type to a long-poll request makes OPA ask again at once")
+			s.Close()
+			assert.Equal(t, http.StatusNotModified, <-done)
 		})
 	}
 }
@@ -333,7 +337,7 @@ func TestRedteamHoldsShutdownReleasesAndLeaksNothing(t *testing.T) {
 // Shutdown has returned, when write_timeout is 0: Listener.Shutdown gives
 // up at its context's deadline but never closes the connections that are
 // still active (http.Server.Close).
-func TestRedteamFindingSlowReaderOutlivesShutdown(t *testing.T) {
+func TestRedteamSlowReaderOutlivesShutdown(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	cfg := confighttp.NewDefaultServerConfig()
 	cfg.NetAddr.Endpoint = freePort(t)
@@ -356,8 +360,7 @@ func TestRedteamFindingSlowReaderOutlivesShutdown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err = l.Shutdown(ctx)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NoError(t, l.Shutdown(ctx), "what is left is closed")
 	// Shutdown has returned: nothing of the server should be left.
 	time.Sleep(100 * time.Millisecond)
 	assert.NoError(t, goleak.Find(before), "the connection of a client that does not read outlives the exporter's shutdown")
@@ -370,7 +373,7 @@ func TestRedteamFindingSlowReaderOutlivesShutdown(t *testing.T) {
 // Listener.Shutdown, so the exporter's shutdown and the collector's, wait
 // forever; with the default write_timeout, up to 30s (a Kubernetes grace
 // period), and the exporter's state is closed only after it.
-func TestRedteamFindingSlowReaderBlocksShutdown(t *testing.T) {
+func TestRedteamSlowReaderBlocksShutdown(t *testing.T) {
 	cfg := confighttp.NewDefaultServerConfig()
 	cfg.NetAddr.Endpoint = freePort(t)
 	cfg.WriteTimeout = 0

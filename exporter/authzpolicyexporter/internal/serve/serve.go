@@ -8,6 +8,7 @@ package serve
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -250,19 +251,23 @@ func matches(header, etag string) bool {
 
 // preferredWait is the wait=N preference of a Prefer header (RFC 7240;
 // OPA sends "modes=snapshot,delta;wait=N"), in seconds, bounded by
-// MaxWait; 0 when there is none.
+// MaxWait; 0 when there is none. A number too large for any clock is
+// MaxWait too: answering it at once would have OPA ask again at once.
 func preferredWait(h http.Header) time.Duration {
 	for _, v := range h.Values("Prefer") {
 		for p := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ',' || r == ';' }) {
-			n, ok := strings.CutPrefix(strings.TrimSpace(p), "wait=")
-			if !ok {
+			name, n, ok := strings.Cut(p, "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
 				continue
 			}
-			secs, err := strconv.ParseUint(strings.TrimSpace(n), 10, 32)
-			if err != nil || secs == 0 {
+			secs, err := strconv.ParseUint(strings.Trim(strings.TrimSpace(n), `"`), 10, 64)
+			switch {
+			case errors.Is(err, strconv.ErrRange), err == nil && secs > uint64(MaxWait/time.Second):
+				return MaxWait
+			case err != nil:
 				return 0
 			}
-			return min(time.Duration(secs)*time.Second, MaxWait)
+			return time.Duration(secs) * time.Second
 		}
 	}
 	return 0

@@ -242,8 +242,8 @@ func TestPreferredWait(t *testing.T) {
 		want   time.Duration
 	}{
 		{"", 0}, {"modes=snapshot,delta", 0}, {"modes=snapshot,delta;wait=30", 30 * time.Second},
-		{"wait=5", 5 * time.Second}, {" wait = 5", 0}, {"respond-async, wait=7", 7 * time.Second},
-		{"wait=0", 0}, {"wait=-1", 0}, {"wait=abc", 0}, {"wait=99999999999", 0},
+		{"wait=5", 5 * time.Second}, {" wait = 5", 5 * time.Second}, {"Wait=5", 5 * time.Second}, {"respond-async, wait=7", 7 * time.Second},
+		{"wait=0", 0}, {"wait=-1", 0}, {"wait=abc", 0}, {"wait=99999999999", MaxWait}, {"wait=99999999999999999999999", MaxWait},
 		{"wait=86400", MaxWait},
 	} {
 		h := http.Header{}
