@@ -26,19 +26,7 @@ type evidenceEntry struct {
 // the counts about it are written, never an observed value.
 func Evidence(rules []Rule) map[string][]byte {
 	sorted := slices.Clone(rules)
-	// The evidence fields break ties, so that even a repeated rule gives the
-	// same bytes whatever the input order.
-	slices.SortFunc(sorted, func(a, b Rule) int {
-		return cmp.Or(
-			aggregate.CompareKeys(a.key(), b.key()),
-			cmp.Compare(a.Origin, b.Origin),
-			a.FirstSeen.Compare(b.FirstSeen),
-			a.LastSeen.Compare(b.LastSeen),
-			cmp.Compare(a.Count, b.Count),
-			cmp.Compare(a.TimeBuckets, b.TimeBuckets),
-			cmp.Compare(a.DistinctValues, b.DistinctValues),
-		)
-	})
+	slices.SortFunc(sorted, compareRules)
 	out := map[string][]byte{}
 	for i := 0; i < len(sorted); {
 		callee := sorted[i].Callee
@@ -60,4 +48,19 @@ func Evidence(rules []Rule) map[string][]byte {
 		out[callee] = encode(entries)
 	}
 	return out
+}
+
+// compareRules orders rules by callee, caller, method and route; the
+// evidence fields break ties, so that even a repeated rule gives the same
+// bytes whatever the input order.
+func compareRules(a, b Rule) int {
+	return cmp.Or(
+		aggregate.CompareKeys(a.key(), b.key()),
+		cmp.Compare(a.Origin, b.Origin),
+		a.FirstSeen.Compare(b.FirstSeen),
+		a.LastSeen.Compare(b.LastSeen),
+		cmp.Compare(a.Count, b.Count),
+		cmp.Compare(a.TimeBuckets, b.TimeBuckets),
+		cmp.Compare(a.DistinctValues, b.DistinctValues),
+	)
 }
