@@ -2,7 +2,10 @@ package review
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
 	"slices"
+	"time"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 )
@@ -63,4 +66,37 @@ func compareRules(a, b Rule) int {
 		cmp.Compare(a.TimeBuckets, b.TimeBuckets),
 		cmp.Compare(a.DistinctValues, b.DistinctValues),
 	)
+}
+
+// ParseEvidence reads a callee's evidence.json back into its rules, for a
+// tool that shows a review directory (Page).
+func ParseEvidence(callee string, data []byte) ([]Rule, error) {
+	var entries []evidenceEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("evidence.json of %s: %w", callee, err)
+	}
+	out := make([]Rule, 0, len(entries))
+	for _, e := range entries {
+		r := Rule{
+			Callee: callee, Caller: e.Caller, Method: e.Method, Route: e.Route, Origin: e.Origin,
+			Count: e.Count, TimeBuckets: e.TimeBuckets, DistinctValues: e.DistinctValues,
+		}
+		var err error
+		if r.FirstSeen, err = parseTimestamp(e.FirstSeen); err != nil {
+			return nil, fmt.Errorf("evidence.json of %s: first_seen: %w", callee, err)
+		}
+		if r.LastSeen, err = parseTimestamp(e.LastSeen); err != nil {
+			return nil, fmt.Errorf("evidence.json of %s: last_seen: %w", callee, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// parseTimestamp reads what timestamp wrote; "" is the zero time.
+func parseTimestamp(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339, s)
 }
