@@ -130,14 +130,19 @@ $(IMAGE): Dockerfile deploy/collector-config.yaml $(foreach a,$(IMAGE_ARCHS),$(I
 test: packages unit e2e
 
 # What comes from Debian's packages, installed when missing (as root, or
-# with sudo): podman builds the image, which carries the CA bundle, and
-# python3's parser reads the Pixie PxL script in deploy/'s test.
+# with sudo): podman builds the image, which carries the CA bundle,
+# python3's parser reads the Pixie PxL script in deploy/'s test, and
+# Chromium opens the review page in the browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The browser the review page's test drives; a name that is no file when
+# Chromium is missing, so that the test fails rather than skips.
+CHROMIUM ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
 packages:
 	@missing=""; \
 	command -v podman >/dev/null || missing="$$missing podman"; \
 	test -s $(CA_BUNDLE) || missing="$$missing ca-certificates"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		export DEBIAN_FRONTEND=noninteractive; \
 		$(SUDO) apt-get install -y $$missing || { $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; }; \
@@ -153,7 +158,7 @@ unit: lint
 e2e: $(DIST) $(OPA) $(SERVERS) $(HELM) $(IMAGE)
 	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_IMAGE=$(abspath $(IMAGE)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
 	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
-	OTELCOL_AUTHZ_HELM=$(HELM) \
+	OTELCOL_AUTHZ_HELM=$(HELM) OTELCOL_AUTHZ_CHROMIUM=$(CHROMIUM) \
 		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/
 
 # Builds the distribution, starts it, replays the sample Pixie spans and

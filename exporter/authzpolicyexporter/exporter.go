@@ -360,7 +360,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 			zap.Int("rules_removed", unexplained), zap.Int("rules_published", len(e.guard.published)), zap.Float64("max_shrink", e.cfg.MaxShrink))
 		return e.syncCallees(ctx)
 	}
-	next, summary, err := e.review(b, modes, ov, snapshot, records)
+	next, summary, err := e.review(b, statuses, modes, ov, snapshot, records)
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
 		e.logger.Error("Writing the review files failed; the last published bundle stays", zap.Error(err))

@@ -42,17 +42,33 @@ func modeNames(modes map[string]lifecycle.Mode) map[string]string {
 	return out
 }
 
-// changesFile is the change log's name at the top of the unpacked
-// directory; evidenceFile sits beside each callee's data.json.
+// changesFile and pageFile, the change log and the review page, are at the
+// top of the unpacked directory; evidenceFile sits beside each callee's
+// data.json.
 const (
 	changesFile  = "changes.json"
+	pageFile     = "index.html"
 	evidenceFile = "evidence.json"
 )
+
+// pageModes is each callee's mode for the review page, with the end of its
+// learning or relearning period.
+func pageModes(statuses map[string]lifecycle.Status) map[string]review.ModeInfo {
+	out := make(map[string]review.ModeInfo, len(statuses))
+	for id, st := range statuses {
+		m := review.ModeInfo{Mode: string(st.Mode)}
+		if st.Mode == lifecycle.Audit && (st.Reason == lifecycle.Learning || st.Reason == lifecycle.Relearning) {
+			m.LearningUntil = st.Until
+		}
+		out[id] = m
+	}
+	return out
+}
 
 // review lists the bundle's rules with their evidence, says what changed
 // since the bundle in place, and adds the review files to b when there is
 // an unpacked directory to write them to.
-func (e *authzExporter) review(b *render.Bundle, modes map[string]lifecycle.Mode, ov *overrides.Set, snapshot, kept []aggregate.Record) ([]review.Rule, review.Summary, error) {
+func (e *authzExporter) review(b *render.Bundle, statuses map[string]lifecycle.Status, modes map[string]lifecycle.Mode, ov *overrides.Set, snapshot, kept []aggregate.Record) ([]review.Rule, review.Summary, error) {
 	next := review.Rules(b, ov, modes)
 	filtered := map[group]bool{}
 	if len(kept) < len(snapshot) {
@@ -66,7 +82,7 @@ func (e *authzExporter) review(b *render.Bundle, modes map[string]lifecycle.Mode
 			}
 		}
 	}
-	changes, summary := review.Changes(review.Input{
+	changes, summary := review.Diff(review.Input{
 		Revision:         b.Revision,
 		PreviousRevision: e.published.revision,
 		Previous:         e.published.rules(),
@@ -84,7 +100,10 @@ func (e *authzExporter) review(b *render.Bundle, modes map[string]lifecycle.Mode
 	if e.cfg.Output.UnpackedDir == "" {
 		return next, summary, nil
 	}
-	files := map[string][]byte{changesFile: changes}
+	files := map[string][]byte{
+		changesFile: changes.Encode(),
+		pageFile:    review.Page(review.PageInput{Revision: b.Revision, Rules: next, Modes: pageModes(statuses), Changes: &changes}),
+	}
 	for callee, evidence := range review.Evidence(next) {
 		files[render.CalleeDir(callee)+"/"+evidenceFile] = evidence
 	}

@@ -2,6 +2,8 @@ package review
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -50,15 +52,19 @@ type Summary struct {
 	Modes   int            // callees whose mode changed
 }
 
-type changesFile struct {
-	Revision         string         `json:"revision"`
-	PreviousRevision string         `json:"previous_revision"`
-	Added            []addedEntry   `json:"added"`
-	Removed          []removedEntry `json:"removed"`
-	Modes            []modeEntry    `json:"modes"`
+// ChangeLog is changes.json: what a publication changed compared with the
+// bundle in place before it. Its lists are sorted by callee, caller, method
+// and route (Modes by callee).
+type ChangeLog struct {
+	Revision         string       `json:"revision"`
+	PreviousRevision string       `json:"previous_revision"`
+	Added            []Added      `json:"added"`
+	Removed          []Removed    `json:"removed"`
+	Modes            []ModeChange `json:"modes"`
 }
 
-type addedEntry struct {
+// Added is a rule a publication added.
+type Added struct {
 	Callee string `json:"callee"`
 	Caller string `json:"caller"`
 	Method string `json:"method"`
@@ -66,7 +72,8 @@ type addedEntry struct {
 	Origin string `json:"origin"`
 }
 
-type removedEntry struct {
+// Removed is a rule a publication removed, and why.
+type Removed struct {
 	Callee string `json:"callee"`
 	Caller string `json:"caller"`
 	Method string `json:"method"`
@@ -75,7 +82,8 @@ type removedEntry struct {
 	Into   string `json:"into,omitempty"` // the covering route, for generalized
 }
 
-type modeEntry struct {
+// ModeChange is a callee whose mode a publication changed.
+type ModeChange struct {
 	Callee string `json:"callee"`
 	From   string `json:"from"`
 	To     string `json:"to"`
@@ -94,12 +102,30 @@ type candidate struct {
 // with the bundle in place before it, and the counts of those changes.
 // Rules are compared by callee, caller, method and route.
 func Changes(in Input) ([]byte, Summary) {
+	f, sum := Diff(in)
+	return f.Encode(), sum
+}
+
+// Encode writes the change log as changes.json.
+func (f ChangeLog) Encode() []byte { return encode(f) }
+
+// ParseChanges reads a changes.json back.
+func ParseChanges(data []byte) (ChangeLog, error) {
+	var f ChangeLog
+	if err := json.Unmarshal(data, &f); err != nil {
+		return ChangeLog{}, fmt.Errorf("changes.json: %w", err)
+	}
+	return f, nil
+}
+
+// Diff is Changes before encoding: the change log as a value.
+func Diff(in Input) (ChangeLog, Summary) {
 	prev, next := distinct(in.Previous), distinct(in.Next)
-	f := changesFile{
+	f := ChangeLog{
 		Revision:         in.Revision,
 		PreviousRevision: in.PreviousRevision,
-		Added:            []addedEntry{},
-		Removed:          []removedEntry{},
+		Added:            []Added{},
+		Removed:          []Removed{},
 		Modes:            modeChanges(in.ModesBefore, in.ModesAfter),
 	}
 	sum := Summary{Added: map[string]int{}, Removed: map[string]int{}, Modes: len(f.Modes)}
@@ -118,7 +144,7 @@ func Changes(in Input) ([]byte, Summary) {
 			covering[a] = append(covering[a], candidate{r.Route, rt})
 		}
 		if !before[r.key()] {
-			f.Added = append(f.Added, addedEntry{r.Callee, r.Caller, r.Method, r.Route, r.Origin})
+			f.Added = append(f.Added, Added{r.Callee, r.Caller, r.Method, r.Route, r.Origin})
 			sum.Added[r.Origin]++
 		}
 	}
@@ -127,10 +153,10 @@ func Changes(in Input) ([]byte, Summary) {
 			continue
 		}
 		reason, into := in.Reasons.why(r, covering)
-		f.Removed = append(f.Removed, removedEntry{r.Callee, r.Caller, r.Method, r.Route, reason, into})
+		f.Removed = append(f.Removed, Removed{r.Callee, r.Caller, r.Method, r.Route, reason, into})
 		sum.Removed[reason]++
 	}
-	return encode(f), sum
+	return f, sum
 }
 
 // why decides the reason a rule of the previous bundle is not in the next
@@ -184,10 +210,10 @@ func distinct(rules []Rule) []Rule {
 }
 
 // modeChanges lists the callees whose mode differs, sorted by callee.
-func modeChanges(before, after map[string]string) []modeEntry {
+func modeChanges(before, after map[string]string) []ModeChange {
 	callees := slices.AppendSeq(slices.Collect(maps.Keys(before)), maps.Keys(after))
 	slices.Sort(callees)
-	out := []modeEntry{}
+	out := []ModeChange{}
 	for _, c := range slices.Compact(callees) {
 		from, ok := before[c]
 		if !ok {
@@ -198,7 +224,7 @@ func modeChanges(before, after map[string]string) []modeEntry {
 			to = ModeUnseen
 		}
 		if from != to {
-			out = append(out, modeEntry{c, from, to})
+			out = append(out, ModeChange{c, from, to})
 		}
 	}
 	return out

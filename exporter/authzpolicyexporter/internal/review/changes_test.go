@@ -14,9 +14,9 @@ func rule(callee, caller, method, rt, origin string) Rule {
 	return Rule{Callee: callee, Caller: caller, Method: method, Route: rt, Origin: origin}
 }
 
-func decode(t *testing.T, b []byte) changesFile {
+func decode(t *testing.T, b []byte) ChangeLog {
 	t.Helper()
-	var f changesFile
+	var f ChangeLog
 	require.NoError(t, json.Unmarshal(b, &f))
 	return f
 }
@@ -34,28 +34,28 @@ func TestRemovedReasons(t *testing.T) {
 		removed Rule
 		next    []Rule
 		reasons Reasons
-		want    removedEntry
+		want    Removed
 	}{
 		{
 			name:    "operator removed comes first",
 			removed: rule(orders, frontend, "GET", "/orders/7", OriginOperator),
 			next:    backstop,
 			reasons: every,
-			want:    removedEntry{Reason: ReasonOperatorRemoved},
+			want:    Removed{Reason: ReasonOperatorRemoved},
 		},
 		{
 			name:    "denied before generalized",
 			removed: removed,
 			next:    backstop,
 			reasons: every,
-			want:    removedEntry{Reason: ReasonOperatorDenied},
+			want:    Removed{Reason: ReasonOperatorDenied},
 		},
 		{
 			name:    "generalized before evidence",
 			removed: removed,
 			next:    backstop,
 			reasons: Reasons{Filtered: always, Expired: expiredAlways},
-			want:    removedEntry{Reason: ReasonGeneralized, Into: "/orders/{int}"},
+			want:    Removed{Reason: ReasonGeneralized, Into: "/orders/{int}"},
 		},
 		{
 			name:    "generalized into the first covering route",
@@ -65,13 +65,13 @@ func TestRemovedReasons(t *testing.T) {
 				rule(orders, frontend, "GET", "/orders/{id}", OriginBackstop),
 				rule(orders, frontend, "GET", "/orders/{int}", OriginBackstop),
 			},
-			want: removedEntry{Reason: ReasonGeneralized, Into: "/orders/{id}"},
+			want: Removed{Reason: ReasonGeneralized, Into: "/orders/{id}"},
 		},
 		{
 			name:    "a wildcard generalized into a wider one",
 			removed: rule(orders, frontend, "GET", "/orders/{int}", OriginLearned),
 			next:    []Rule{rule(orders, frontend, "GET", "/orders/{hex}", OriginBackstop)},
-			want:    removedEntry{Reason: ReasonGeneralized, Into: "/orders/{hex}"},
+			want:    Removed{Reason: ReasonGeneralized, Into: "/orders/{hex}"},
 		},
 		{
 			name:    "only the same callee, caller and method generalize",
@@ -83,29 +83,29 @@ func TestRemovedReasons(t *testing.T) {
 				rule(orders, frontend, "GET", "/orders/{uuid}", OriginBackstop),
 				rule(orders, frontend, "GET", "/orders/7/items", OriginLearned),
 			},
-			want: removedEntry{Reason: ReasonOther},
+			want: Removed{Reason: ReasonOther},
 		},
 		{
 			name:    "evidence before expired",
 			removed: removed,
 			reasons: Reasons{Filtered: always, Expired: expiredAlways},
-			want:    removedEntry{Reason: ReasonEvidence},
+			want:    Removed{Reason: ReasonEvidence},
 		},
 		{
 			name:    "expired",
 			removed: removed,
 			reasons: Reasons{Expired: expiredAlways},
-			want:    removedEntry{Reason: ReasonExpired},
+			want:    Removed{Reason: ReasonExpired},
 		},
 		{
 			name:    "other",
 			removed: removed,
-			want:    removedEntry{Reason: ReasonOther},
+			want:    Removed{Reason: ReasonOther},
 		},
 		{
 			name:    "an unknown previous origin is not the operator's",
 			removed: rule(orders, frontend, "GET", "/orders/7", ""),
-			want:    removedEntry{Reason: ReasonOther},
+			want:    Removed{Reason: ReasonOther},
 		},
 	}
 	for _, tt := range tests {
@@ -152,7 +152,7 @@ func TestUnparseableRoutesDoNotPanic(t *testing.T) {
 			// A route that does not parse is never denied, generalized or
 			// filtered, nor does it cover another.
 			next := []Rule{rule(orders, frontend, "GET", rt+"/x", OriginLearned), rule(orders, frontend, "GET", "/{token}", OriginBackstop)}
-			var f changesFile
+			var f ChangeLog
 			require.NotPanics(t, func() {
 				b, _ := Changes(Input{Previous: prev, Next: next, Reasons: Reasons{Denied: always, Filtered: always}})
 				f = decode(t, b)
@@ -170,30 +170,30 @@ func TestModes(t *testing.T) {
 	tests := []struct {
 		name          string
 		before, after map[string]string
-		want          []modeEntry
+		want          []ModeChange
 	}{
-		{name: "none", want: []modeEntry{}},
-		{name: "unchanged", before: map[string]string{orders: "audit"}, after: map[string]string{orders: "audit"}, want: []modeEntry{}},
+		{name: "none", want: []ModeChange{}},
+		{name: "unchanged", before: map[string]string{orders: "audit"}, after: map[string]string{orders: "audit"}, want: []ModeChange{}},
 		{
 			name:   "enforced",
 			before: map[string]string{orders: "audit"}, after: map[string]string{orders: "enforce"},
-			want: []modeEntry{{orders, "audit", "enforce"}},
+			want: []ModeChange{{orders, "audit", "enforce"}},
 		},
 		{
 			name:  "new callee",
 			after: map[string]string{stock: "audit"},
-			want:  []modeEntry{{stock, ModeUnseen, "audit"}},
+			want:  []ModeChange{{stock, ModeUnseen, "audit"}},
 		},
 		{
 			name:   "gone callee",
 			before: map[string]string{stock: "enforce"},
-			want:   []modeEntry{{stock, "enforce", ModeUnseen}},
+			want:   []ModeChange{{stock, "enforce", ModeUnseen}},
 		},
 		{
 			name:   "sorted by callee",
 			before: map[string]string{stock: "audit", orders: "enforce", checkout: "audit", frontend: "audit"},
 			after:  map[string]string{stock: "enforce", orders: "audit", frontend: "audit"},
-			want:   []modeEntry{{checkout, "audit", ModeUnseen}, {orders, "enforce", "audit"}, {stock, "audit", "enforce"}},
+			want:   []ModeChange{{checkout, "audit", ModeUnseen}, {orders, "enforce", "audit"}, {stock, "audit", "enforce"}},
 		},
 	}
 	for _, tt := range tests {
@@ -220,12 +220,12 @@ func TestAddedAndRepeatedRules(t *testing.T) {
 	}
 	b, sum := Changes(Input{Previous: prev, Next: next})
 	f := decode(t, b)
-	assert.Equal(t, []addedEntry{
+	assert.Equal(t, []Added{
 		{orders, checkout, "POST", "/orders", OriginHTTPRoute},
 		// an allow rule that was also learned is the operator's
 		{stock, checkout, "PUT", "/stock/{id}", OriginOperator},
 	}, f.Added)
-	assert.Equal(t, []removedEntry{{orders, checkout, "GET", "/health", ReasonOperatorRemoved, ""}}, f.Removed)
+	assert.Equal(t, []Removed{{orders, checkout, "GET", "/health", ReasonOperatorRemoved, ""}}, f.Removed)
 	assert.Equal(t, Summary{
 		Added:   map[string]int{OriginHTTPRoute: 1, OriginOperator: 1},
 		Removed: map[string]int{ReasonOperatorRemoved: 1},

@@ -2,7 +2,10 @@ package review
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
 	"slices"
+	"time"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 )
@@ -26,19 +29,7 @@ type evidenceEntry struct {
 // the counts about it are written, never an observed value.
 func Evidence(rules []Rule) map[string][]byte {
 	sorted := slices.Clone(rules)
-	// The evidence fields break ties, so that even a repeated rule gives the
-	// same bytes whatever the input order.
-	slices.SortFunc(sorted, func(a, b Rule) int {
-		return cmp.Or(
-			aggregate.CompareKeys(a.key(), b.key()),
-			cmp.Compare(a.Origin, b.Origin),
-			a.FirstSeen.Compare(b.FirstSeen),
-			a.LastSeen.Compare(b.LastSeen),
-			cmp.Compare(a.Count, b.Count),
-			cmp.Compare(a.TimeBuckets, b.TimeBuckets),
-			cmp.Compare(a.DistinctValues, b.DistinctValues),
-		)
-	})
+	slices.SortFunc(sorted, compareRules)
 	out := map[string][]byte{}
 	for i := 0; i < len(sorted); {
 		callee := sorted[i].Callee
@@ -60,4 +51,52 @@ func Evidence(rules []Rule) map[string][]byte {
 		out[callee] = encode(entries)
 	}
 	return out
+}
+
+// compareRules orders rules by callee, caller, method and route; the
+// evidence fields break ties, so that even a repeated rule gives the same
+// bytes whatever the input order.
+func compareRules(a, b Rule) int {
+	return cmp.Or(
+		aggregate.CompareKeys(a.key(), b.key()),
+		cmp.Compare(a.Origin, b.Origin),
+		a.FirstSeen.Compare(b.FirstSeen),
+		a.LastSeen.Compare(b.LastSeen),
+		cmp.Compare(a.Count, b.Count),
+		cmp.Compare(a.TimeBuckets, b.TimeBuckets),
+		cmp.Compare(a.DistinctValues, b.DistinctValues),
+	)
+}
+
+// ParseEvidence reads a callee's evidence.json back into its rules, for a
+// tool that shows a review directory (Page).
+func ParseEvidence(callee string, data []byte) ([]Rule, error) {
+	var entries []evidenceEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("evidence.json of %s: %w", callee, err)
+	}
+	out := make([]Rule, 0, len(entries))
+	for _, e := range entries {
+		r := Rule{
+			Callee: callee, Caller: e.Caller, Method: e.Method, Route: e.Route, Origin: e.Origin,
+			Count: e.Count, TimeBuckets: e.TimeBuckets, DistinctValues: e.DistinctValues,
+		}
+		var err error
+		if r.FirstSeen, err = parseTimestamp(e.FirstSeen); err != nil {
+			return nil, fmt.Errorf("evidence.json of %s: first_seen: %w", callee, err)
+		}
+		if r.LastSeen, err = parseTimestamp(e.LastSeen); err != nil {
+			return nil, fmt.Errorf("evidence.json of %s: last_seen: %w", callee, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// parseTimestamp reads what timestamp wrote; "" is the zero time.
+func parseTimestamp(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339, s)
 }

@@ -1,6 +1,7 @@
 package review
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -82,4 +83,24 @@ func TestEvidenceIsDeterministic(t *testing.T) {
 	for range 20 {
 		assert.Equal(t, want, Evidence(shuffled(rules)))
 	}
+}
+
+// ParseEvidence reads back what Evidence wrote, and Changes' output parses
+// back too, so that a tool can show a review directory.
+func TestParseEvidenceAndChangesRoundTrip(t *testing.T) {
+	rules := shop()
+	got, err := ParseEvidence(orders, Evidence(rules)[orders])
+	require.NoError(t, err)
+	want := slices.Clone(rules)
+	slices.SortFunc(want, compareRules)
+	assert.Equal(t, want, got)
+	_, err = ParseEvidence(orders, []byte(`[{"first_seen":"yesterday"}]`))
+	assert.Error(t, err)
+
+	raw, _ := Changes(publication())
+	log, err := ParseChanges(raw)
+	require.NoError(t, err)
+	assert.Equal(t, raw, log.Encode())
+	_, err = ParseChanges([]byte("{"))
+	assert.Error(t, err)
 }
