@@ -24,6 +24,7 @@ export OTELCOL_AUTHZ_OPA := $(OPA)
 
 GO_PACKAGES := ./...
 DIST := bin/otelcol-authz
+CTL := bin/authzctl
 
 .PHONY: build image test packages unit e2e demo bench lint fmt generate tools clean
 
@@ -76,11 +77,15 @@ tools: $(OCB) $(OPA) $(BENCHSTAT) $(SERVERS) $(HELM)
 
 # The custom collector distribution, built by ocb from builder-config.yaml.
 DIST_INPUTS := $(OCB) builder-config.yaml go.mod go.sum $(shell find exporter -name '*.go' -o -name '*.rego' -o -name '*.yaml')
-build: $(DIST)
+build: $(DIST) $(CTL)
 $(DIST): $(DIST_INPUTS)
 	$(OCB) --config builder-config.yaml
 	@mkdir -p bin
 	cp _build/otelcol-authz $@
+
+# authzctl: explain a decision, diff two revisions (cmd/authzctl).
+$(CTL): go.mod go.sum $(shell find cmd/authzctl exporter -name '*.go' -o -name '*.rego')
+	go build -o $@ ./cmd/authzctl
 
 # The container image (Dockerfile) for linux/amd64 and linux/arm64, as one
 # OCI archive whose index holds both. ocb generates the distribution's
@@ -155,8 +160,8 @@ unit: lint
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
 
-e2e: $(DIST) $(OPA) $(SERVERS) $(HELM) $(IMAGE)
-	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_IMAGE=$(abspath $(IMAGE)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
+e2e: $(DIST) $(CTL) $(OPA) $(SERVERS) $(HELM) $(IMAGE)
+	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_CTL=$(abspath $(CTL)) OTELCOL_AUTHZ_IMAGE=$(abspath $(IMAGE)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
 	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
 	OTELCOL_AUTHZ_HELM=$(HELM) OTELCOL_AUTHZ_CHROMIUM=$(CHROMIUM) \
 		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/

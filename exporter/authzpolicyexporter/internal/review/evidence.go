@@ -10,8 +10,9 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 )
 
-// evidenceEntry is one rule in evidence.json; the callee is the file's.
-type evidenceEntry struct {
+// EvidenceEntry is one rule in evidence.json; the callee is the file's.
+// Readers of the review directory decode the file into a list of them.
+type EvidenceEntry struct {
 	Caller         string `json:"caller"`
 	Method         string `json:"method"`
 	Route          string `json:"route"`
@@ -33,10 +34,10 @@ func Evidence(rules []Rule) map[string][]byte {
 	out := map[string][]byte{}
 	for i := 0; i < len(sorted); {
 		callee := sorted[i].Callee
-		var entries []evidenceEntry
+		var entries []EvidenceEntry
 		for ; i < len(sorted) && sorted[i].Callee == callee; i++ {
 			r := sorted[i]
-			entries = append(entries, evidenceEntry{
+			entries = append(entries, EvidenceEntry{
 				Caller:         r.Caller,
 				Method:         r.Method,
 				Route:          r.Route,
