@@ -72,7 +72,7 @@ func compareRules(a, b Rule) int {
 // ParseEvidence reads a callee's evidence.json back into its rules, for a
 // tool that shows a review directory (Page).
 func ParseEvidence(callee string, data []byte) ([]Rule, error) {
-	var entries []evidenceEntry
+	var entries []EvidenceEntry
 	if err := json.Unmarshal(data, &entries); err != nil {
 		return nil, fmt.Errorf("evidence.json of %s: %w", callee, err)
 	}
