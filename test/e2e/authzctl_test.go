@@ -95,6 +95,17 @@ func TestE2EAuthzctl(t *testing.T) {
 	assert.Equal(t, "learned", x.Reasons[0].Rule.Origin)
 	assert.Contains(t, out, `"first_seen"`)
 
+	// report of the review directory is the page the exporter wrote there
+	// (the callees have no learning period, which the bundle cannot tell).
+	page := filepath.Join(t.TempDir(), "report.html")
+	_, stderr, code = authzctl(t, "report", "--review", unpacked, "-o", page)
+	require.Equal(t, 0, code, stderr)
+	written, err := os.ReadFile(filepath.Join(unpacked, "index.html"))
+	require.NoError(t, err)
+	reported, err := os.ReadFile(page)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(written, reported), "authzctl report differs from the exporter's index.html")
+
 	// A new revision: diff lists what it added, from the server against
 	// the first revision's file.
 	sendAccesses(t, c.otlp, access{payments, frontend, "POST", "/payments"})

@@ -133,18 +133,7 @@ Exit status: 0 ALLOW and AUDIT would-deny, 1 DENY, 2 bad input.`
 		if err != nil {
 			return 0, err
 		}
-		rd := reviewDir(*review)
-		if err := rd.check(); err != nil {
-			return 0, err
-		}
-		src := *bundleSrc
-		if src == "" {
-			if rd == "" {
-				return 0, badUsage("give --bundle (or --review, an unpacked bundle)")
-			}
-			src = string(rd)
-		}
-		l, err := e.load(src)
+		l, rd, err := e.loadReviewed(*bundleSrc, *review)
 		if err != nil {
 			return 0, err
 		}

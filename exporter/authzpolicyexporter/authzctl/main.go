@@ -1,7 +1,8 @@
 // Package authzctl is the authzctl command: it reads the bundles the
 // authz_policy exporter publishes and explains them to people. explain
 // says what OPA decides for one request, evaluating the real bundle, and
-// why; diff says what one revision changes compared with another.
+// why; diff says what one revision changes compared with another; report
+// writes a bundle's review page.
 //
 // Main is the whole command; cmd/authzctl only calls it, because the
 // packages it reads bundles through are internal to the exporter.
@@ -30,6 +31,7 @@ Usage:
   authzctl explain [flags]   what OPA decides for one request, and why
   authzctl diff [flags] OLD NEW
                              what revision NEW changes compared with OLD
+  authzctl report [flags]    the review page of a bundle, as one HTML file
   authzctl help              this text
 
 A bundle (--bundle, OLD, NEW) is any of:
@@ -43,7 +45,8 @@ A bundle (--bundle, OLD, NEW) is any of:
 
 Exit status: explain 0 for ALLOW and for AUDIT would-deny (the request
 passes), 1 for DENY; diff 0 when the bundles grant the same, 1 when they
-differ; 2 for bad input (flags, bundle, identity, input document).
+differ; report 0 when written; 2 for bad input (flags, bundle, identity,
+input document).
 
 Run "authzctl COMMAND -h" for a command's flags.
 `
@@ -64,6 +67,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return env.run("explain", args[1:], explainCommand)
 	case "diff":
 		return env.run("diff", args[1:], diffCommand)
+	case "report":
+		return env.run("report", args[1:], reportCommand)
 	}
 	fmt.Fprintf(stderr, "authzctl: unknown command %q (run \"authzctl help\")\n", args[0])
 	return exitBadInput

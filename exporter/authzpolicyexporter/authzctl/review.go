@@ -19,19 +19,6 @@ const (
 	changesFile  = "changes.json"
 )
 
-// changes is what explain reads of changes.json.
-type changes struct {
-	Revision string `json:"revision"`
-	Removed  []struct {
-		Callee string `json:"callee"`
-		Caller string `json:"caller"`
-		Method string `json:"method"`
-		Route  string `json:"route"`
-		Reason string `json:"reason"`
-		Into   string `json:"into,omitempty"`
-	} `json:"removed"`
-}
-
 // reviewDir is a review directory; "" for none, which has no evidence.
 type reviewDir string
 
@@ -44,10 +31,28 @@ func (d reviewDir) evidence(callee string) ([]review.EvidenceEntry, error) {
 }
 
 // changes returns the directory's changes.json, nil when it has none.
-func (d reviewDir) changes() (*changes, error) {
-	var c *changes
+func (d reviewDir) changes() (*review.ChangeLog, error) {
+	var c *review.ChangeLog
 	err := d.read(changesFile, &c)
 	return c, err
+}
+
+// rules returns the callee's rules with their evidence, and false when the
+// directory has no evidence.json for it.
+func (d reviewDir) rules(callee string) ([]review.Rule, bool, error) {
+	if d == "" {
+		return nil, false, nil
+	}
+	name := filepath.Join(string(d), filepath.FromSlash(render.CalleeDir(callee)), evidenceFile)
+	data, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	rules, err := review.ParseEvidence(callee, data)
+	return rules, err == nil, err
 }
 
 func (d reviewDir) read(name string, v any) error {
@@ -65,6 +70,24 @@ func (d reviewDir) read(name string, v any) error {
 		return fmt.Errorf("%s: %w", filepath.Join(string(d), name), err)
 	}
 	return nil
+}
+
+// loadReviewed reads the bundle src names, with the review directory dir
+// ("" for none); without src, the bundle is the directory's (an unpacked
+// bundle).
+func (e *env) loadReviewed(src, dir string) (*loaded, reviewDir, error) {
+	rd := reviewDir(dir)
+	if err := rd.check(); err != nil {
+		return nil, rd, err
+	}
+	if src == "" {
+		if rd == "" {
+			return nil, rd, badUsage("give --bundle (or --review, an unpacked bundle)")
+		}
+		src = string(rd)
+	}
+	l, err := e.load(src)
+	return l, rd, err
 }
 
 // check says whether dir is a directory one can read.

@@ -82,6 +82,7 @@ func TestHelp(t *testing.T) {
 		assert.Equal(t, 0, r.code)
 		assert.Contains(t, r.stdout, "authzctl explain")
 		assert.Contains(t, r.stdout, "authzctl diff")
+		assert.Contains(t, r.stdout, "authzctl report")
 	}
 	r := run(t, "", "explain", "-h")
 	assert.Equal(t, 0, r.code)
@@ -89,7 +90,7 @@ func TestHelp(t *testing.T) {
 	r = run(t, "")
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "Usage")
-	r = run(t, "", "report")
+	r = run(t, "", "explian")
 	assert.Equal(t, 2, r.code)
-	assert.Equal(t, "authzctl: unknown command \"report\" (run \"authzctl help\")\n", r.stderr)
+	assert.Equal(t, "authzctl: unknown command \"explian\" (run \"authzctl help\")\n", r.stderr)
 }
