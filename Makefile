@@ -168,8 +168,8 @@ e2e: $(DIST) $(CTL) $(OPA) $(SERVERS) $(HELM) $(IMAGE)
 
 # Builds the distribution, starts it, replays the sample Pixie spans and
 # shows the bundle and a few decisions.
-demo: $(DIST) $(OPA)
-	./deploy/demo.sh $(abspath $(DIST)) $(OPA)
+demo: packages $(DIST) $(CTL) $(OPA)
+	CHROMIUM=$(CHROMIUM) ./deploy/demo.sh $(abspath $(DIST)) $(OPA) $(abspath $(CTL))
 
 # The performance figures as one table (README, Measured): the Go benchmarks
 # (ingest, parsers, decision latency, render: six runs each; collector

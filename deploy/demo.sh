@@ -2,10 +2,13 @@
 # The main job, end to end on this machine: start the otelcol-authz
 # distribution with deploy/collector-config.yaml, replay the sample Pixie
 # spans over OTLP, then show the published OPA bundle, what it learned and a
-# few decisions evaluated by OPA. Run through `make demo`.
+# few decisions evaluated by OPA, the review page (its screenshot is
+# docs/review-page.png) and authzctl's explanation of two decisions. Run
+# through `make demo`.
 set -euo pipefail
-bin=${1:?usage: demo.sh OTELCOL_BIN OPA_BIN}
-opa=${2:?usage: demo.sh OTELCOL_BIN OPA_BIN}
+bin=${1:?usage: demo.sh OTELCOL_BIN OPA_BIN AUTHZCTL_BIN}
+opa=${2:?usage: demo.sh OTELCOL_BIN OPA_BIN AUTHZCTL_BIN}
+authzctl=${3:?usage: demo.sh OTELCOL_BIN OPA_BIN AUTHZCTL_BIN}
 cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
@@ -89,3 +92,25 @@ decide "frontend -> balances (not a number)" GET /balances/admin "By=$td/balance
 decide "evil.org/.../frontend -> balances (foreign domain)" GET /balances/4711 "By=$td/balances;URI=spiffe://evil.org/ns/bank/sa/frontend"
 decide "frontend -> balances (operator allow, never seen)" GET /healthz "By=$td/balances;URI=$td/frontend"
 decide "frontend -> balances (operator deny in a wildcard)" GET /balances/0 "By=$td/balances;URI=$td/frontend"
+
+echo
+echo "== The review page ($work/review/index.html)"
+for _ in $(seq 50); do [[ -s $work/review/index.html ]] && break; sleep 0.2; done
+chromium=${CHROMIUM:-chromium}
+if command -v "$chromium" >/dev/null; then
+	"$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir="$work/chromium" --hide-scrollbars --window-size=1400,1000 \
+		--screenshot="$PWD/docs/review-page.png" "file://$work/review/index.html" >/dev/null 2>&1
+	echo "  screenshot: docs/review-page.png"
+else
+	echo "  (no chromium: the screenshot docs/review-page.png is not regenerated)"
+fi
+
+echo
+echo "== authzctl explain: why OPA allows one request and denies another"
+echo "\$ authzctl explain --review REVIEW --callee $td/balances --caller $td/frontend --path /balances/4711"
+"$authzctl" explain --review "$work/review" --callee "$td/balances" --caller "$td/frontend" --path /balances/4711 || true
+echo
+echo "\$ authzctl explain --bundle BUNDLE --callee $td/balances --caller $td/frontend --path /balances/4711/admin"
+"$authzctl" explain --bundle "$bundle" --callee "$td/balances" --caller "$td/frontend" --path /balances/4711/admin || true
