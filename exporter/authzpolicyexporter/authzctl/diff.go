@@ -2,6 +2,8 @@ package authzctl
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -127,7 +129,7 @@ func compare(old, next *loaded) *difference {
 		}
 	}
 	d.Operator = operatorChanges(old, next)
-	d.Settings = settingChanges(old, next)
+	d.Settings = settingChanges(old, next, d.Operator)
 	d.Equal = len(d.Callees) == 0 && len(d.Operator.Added) == 0 && len(d.Operator.Removed) == 0 && len(d.Settings) == 0
 	return d
 }
@@ -188,7 +190,7 @@ func operatorChanges(old, next *loaded) ruleChanges {
 
 // settingChanges compares the rest of data.envoy.authz: what the grants,
 // callees and operator rules leave, such as unseen_callees.
-func settingChanges(old, next *loaded) []setting {
+func settingChanges(old, next *loaded, operator ruleChanges) []setting {
 	skip := map[string]bool{"grants": true, "callees": true, "overrides": true}
 	a, _ := at(old.bundle.Data, "envoy", "authz").(map[string]any)
 	b, _ := at(next.bundle.Data, "envoy", "authz").(map[string]any)
@@ -201,16 +203,91 @@ func settingChanges(old, next *loaded) []setting {
 	}
 	out := []setting{}
 	for _, k := range slices.Sorted(maps.Keys(names)) {
-		if skip[k] {
-			continue
-		}
-		// encoding/json sorts object keys: equal values encode alike.
-		from, _ := json.Marshal(a[k])
-		to, _ := json.Marshal(b[k])
-		if string(from) != string(to) {
-			out = append(out, setting{Name: k, From: from, To: to})
+		if !skip[k] {
+			out = appendChanged(out, k, a[k], b[k])
 		}
 	}
+	// A callee's entry decides more than its mode (the operator rules that
+	// apply to it): any other change of it is one too, but for the
+	// operator rules added or removed, listed already.
+	listed := map[string]bool{}
+	for _, t := range slices.Concat(operator.Added, operator.Removed) {
+		listed[t] = true
+	}
+	ca, _ := a["callees"].(map[string]any)
+	cb, _ := b["callees"].(map[string]any)
+	ids := map[string]bool{}
+	for id := range ca {
+		ids[id] = true
+	}
+	for id := range cb {
+		ids[id] = true
+	}
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		out = appendChanged(out, "callees["+id+"]", calleeEntry(a, ca[id], listed), calleeEntry(b, cb[id], listed))
+	}
+	// The policy is the exporter's constant module: another module, or
+	// another text of it, decides otherwise whatever the data says. Paths
+	// aside: a directory's modules are named by where it lies.
+	return appendChanged(out, "modules", moduleDigests(old), moduleDigests(next))
+}
+
+// appendChanged adds the setting name to out when from and to differ.
+func appendChanged(out []setting, name string, from, to any) []setting {
+	// encoding/json sorts object keys: equal values encode alike.
+	f, _ := json.Marshal(from)
+	t, _ := json.Marshal(to)
+	if string(f) != string(t) {
+		out = append(out, setting{Name: name, From: f, To: t})
+	}
+	return out
+}
+
+// calleeEntry is a callee's entry but its mode, which diff reports apart,
+// with the operator rules it applies by what they say, not where they are
+// in the file: moving a rule changes nothing. The rules in listed are
+// left out.
+func calleeEntry(authz map[string]any, entry any, listed map[string]bool) any {
+	m, ok := entry.(map[string]any)
+	if !ok {
+		return entry
+	}
+	m = maps.Clone(m)
+	delete(m, "mode")
+	for _, kind := range []string{"allow", "deny"} {
+		idx, ok := m[kind].([]any)
+		if !ok {
+			continue
+		}
+		rules, _ := at(authz, "overrides", kind).([]any)
+		texts := make([]string, 0, len(idx))
+		for _, v := range idx {
+			i, ok := v.(json.Number)
+			n, err := i.Int64()
+			if !ok || err != nil || n < 0 || int(n) >= len(rules) {
+				texts = append(texts, fmt.Sprint(v))
+				continue
+			}
+			if t := readOperatorRule(kind, int(n), rules[n]).body(); !listed[kind+" "+t] {
+				texts = append(texts, t)
+			}
+		}
+		slices.Sort(texts)
+		if m[kind] = texts; len(texts) == 0 {
+			delete(m, kind) // as if it had none
+		}
+	}
+	return m
+}
+
+// moduleDigests are the SHA-256 digests of a bundle's Rego modules, sorted.
+func moduleDigests(l *loaded) []string {
+	out := make([]string, 0, len(l.bundle.Modules))
+	for _, m := range l.bundle.Modules {
+		sum := sha256.Sum256(m.Raw)
+		out = append(out, "sha256:"+hex.EncodeToString(sum[:]))
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -9,6 +9,7 @@
 package authzctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Exit statuses.
@@ -152,11 +155,42 @@ func (e *env) parse(args []string) error {
 // print writes v as one indented JSON object, or as text.
 func (e *env) print(asJSON bool, v any, text func(io.Writer)) error {
 	if !asJSON {
-		text(e.stdout)
-		return nil
+		var b bytes.Buffer
+		text(&b)
+		_, err := io.WriteString(e.stdout, visible(b.String()))
+		return err
 	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// visible writes the control characters (but newlines and tabs) and the
+// bidirectional controls of text as escapes: values from a bundle or an
+// input document must not move the cursor, retitle the terminal or make a
+// line read otherwise than it is.
+func visible(text string) string {
+	if !strings.ContainsFunc(text, hidden) {
+		return text
+	}
+	var b strings.Builder
+	for _, r := range text {
+		switch {
+		case !hidden(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+func hidden(r rune) bool {
+	if r == '\n' || r == '\t' {
+		return false
+	}
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
 }

@@ -69,7 +69,7 @@ func editData(t *testing.T, f func(authz map[string]any)) func(string, []byte) [
 // only the root data.json. A grant hidden in a nested file is enforced by
 // OPA and invisible to diff (exit 0, "no changes"), to report and to
 // explain's reasons.
-func TestRedteamFindingNestedDataFileGrantsInvisible(t *testing.T) {
+func TestRedteamNestedDataFileGrantsInvisible(t *testing.T) {
 	b := renderBundle(t, meshRecords(), meshOptions(t))
 	hidden := []byte(`{"` + intruder + `": {"GET": {"paths": {"/balances/summary": true}}}}`)
 	tampered := tamper(t, b.Tarball, nil, map[string][]byte{
@@ -101,7 +101,7 @@ func TestRedteamFindingNestedDataFileGrantsInvisible(t *testing.T) {
 // setting. The policy applies a known callee's deny rules only through
 // callees[id].deny: a bundle whose callees entry lost its deny list allows
 // what the old one denied, and diff reports the two bundles equal.
-func TestRedteamFindingDiffIgnoresCalleeDenyList(t *testing.T) {
+func TestRedteamDiffIgnoresCalleeDenyList(t *testing.T) {
 	b := renderBundle(t, meshRecords(), meshOptions(t))
 	tampered := tamper(t, b.Tarball, editData(t, func(authz map[string]any) {
 		c := authz["callees"].(map[string]any)[balances].(map[string]any)
@@ -122,7 +122,7 @@ func TestRedteamFindingDiffIgnoresCalleeDenyList(t *testing.T) {
 // decision-log input writes terminal control sequences (clear screen, set
 // title, OSC 8 links, cursor moves that overwrite "DENY") to the
 // operator's terminal.
-func TestRedteamFindingTerminalEscapes(t *testing.T) {
+func TestRedteamTerminalEscapes(t *testing.T) {
 	const esc = "\x1b[2J\x1b[1;1HALLOW\x1b]0;pwned\x07"
 	b := renderBundle(t, meshRecords(), meshOptions(t))
 	tampered := tamper(t, b.Tarball, func(name string, content []byte) []byte {
@@ -156,7 +156,7 @@ func TestRedteamFindingTerminalEscapes(t *testing.T) {
 // evidence.json for, the evidence's rules instead of the bundle's: a stale
 // or edited review directory makes the page of bundle B list a rule B does
 // not grant and hide one B grants.
-func TestRedteamFindingReportShowsEvidenceInsteadOfBundle(t *testing.T) {
+func TestRedteamReportShowsEvidenceInsteadOfBundle(t *testing.T) {
 	b := renderBundle(t, bank(), render.Options{})
 	// The review directory of another revision: balances' evidence lists
 	// a route the bundle never granted, and lacks /balances/summary.
@@ -214,7 +214,7 @@ func TestRedteamHoldsHostileTarNames(t *testing.T) {
 // diff compares data only: a bundle whose policy differs (an extra module
 // that allows everything, or an edited policy.rego) grants what the old one
 // denied, and diff says "no changes" with exit status 0.
-func TestRedteamFindingDiffIgnoresPolicyModules(t *testing.T) {
+func TestRedteamDiffIgnoresPolicyModules(t *testing.T) {
 	b := renderBundle(t, meshRecords(), meshOptions(t))
 	tampered := tamper(t, b.Tarball, nil, map[string][]byte{
 		"/envoy/authz/evil.rego": []byte("package envoy.authz\n\ngranted if input.attributes.request.http.headers[\"x-open\"] == \"sesame\"\n"),

@@ -104,7 +104,15 @@ func (e *env) load(src string) (*loaded, error) {
 		}
 		b = &read
 	}
-	p, err := render.Read(tarball)
+	// The grants are read from what OPA made of the bundle, written again
+	// as one data.json: OPA merges every data.json of a tarball, the
+	// exporter's reader reads the root one, and a grant in a nested file
+	// must not be enforced and unseen.
+	var canonical bytes.Buffer
+	if err := bundle.NewWriter(&canonical).Write(*b); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	p, err := render.Read(canonical.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("%s: not an authz_policy bundle: %w", src, err)
 	}

@@ -98,6 +98,9 @@ const (
 // identity is where an ID sits in the graph.
 type identity struct {
 	id, domain, group string // group is "" for IDs that are not SPIFFE IDs
+	// folded puts the identity, at the trust domain level, in one node
+	// with the other small trust domains'.
+	folded bool
 }
 
 // classify groups a SPIFFE ID by trust domain and namespace (the Istio
@@ -145,6 +148,9 @@ func (i identity) groupLabel() string {
 }
 
 func (i identity) domainLabel() string {
+	if i.folded {
+		return "other trust domains"
+	}
 	if i.domain == "" {
 		return "other identities"
 	}
@@ -160,7 +166,29 @@ func (i identity) key(level int) (key, parent string) {
 	case levelGroup:
 		return i.groupKey(), i.domain
 	}
+	if i.folded {
+		return "\x00other", ""
+	}
 	return i.domain, ""
+}
+
+// foldDomains keeps the max-1 trust domains with the most identities
+// (ties by name) as nodes of their own and folds the others into one.
+func foldDomains(ids map[string]identity, max int) {
+	size := map[string]int{}
+	for _, i := range ids {
+		size[i.domain]++
+	}
+	domains := slices.Collect(maps.Keys(size))
+	slices.SortFunc(domains, func(a, b string) int { return cmp.Or(size[b]-size[a], strings.Compare(a, b)) })
+	kept := map[string]bool{}
+	for _, d := range domains[:min(len(domains), max-1)] {
+		kept[d] = true
+	}
+	for id, i := range ids {
+		i.folded = !kept[i.domain]
+		ids[id] = i
+	}
 }
 
 func truncate(s string, n int) string {
@@ -346,10 +374,13 @@ func buildPage(in PageInput) pageView {
 	level := levelIdentity
 	for ; level < levelDomain && nodeCount(ids, level) > max; level++ {
 	}
-	switch level {
-	case levelGroup:
+	switch {
+	case level == levelGroup:
 		v.Collapsed = fmt.Sprintf("%d identities: the graph shows one node per namespace, the tables every identity.", len(ids))
-	case levelDomain:
+	case level == levelDomain && nodeCount(ids, level) > max:
+		foldDomains(ids, max)
+		v.Collapsed = fmt.Sprintf("%d identities: the graph shows one node per trust domain, the smallest together, the tables every identity.", len(ids))
+	case level == levelDomain:
 		v.Collapsed = fmt.Sprintf("%d identities: the graph shows one node per trust domain, the tables every identity.", len(ids))
 	}
 	var nodeOf map[string]int
@@ -390,7 +421,11 @@ func buildPage(in PageInput) pageView {
 		gv := groupView{ID: anchor("g-", g), Label: classify(members[0]).groupLabel()}
 		for _, id := range members {
 			m, known := in.Modes[id]
-			node, _ := classify(id).key(level)
+			i, ok := ids[id]
+			if !ok {
+				i = classify(id)
+			}
+			node, _ := i.key(level)
 			n, drawn := nodeOf[node]
 			if !drawn {
 				n = -1

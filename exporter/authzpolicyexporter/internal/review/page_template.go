@@ -13,7 +13,7 @@ const pageCSS = `
 :root{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2933;background:#fff}
 body{margin:0 auto;padding:1rem 1.5rem;max-width:110rem}
 h1{font-size:1.4rem;margin:.2rem 0}
-h2{font-size:1.15rem;margin:1.6rem 0 .4rem;border-bottom:1px solid #d2d6dc}
+h2{font-size:1.15rem;margin:1.6rem 0 .4rem;border-bottom:1px solid #d2d6dc;overflow-wrap:anywhere}
 h3{font-size:1rem;margin:1.2rem 0 .3rem;font-weight:600}
 h4{font-size:.9rem;margin:.6rem 0 .2rem}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85em;overflow-wrap:anywhere}

@@ -22,7 +22,7 @@ import (
 // caller identity per tenant domain): the graph stops collapsing at trust
 // domains, so DefaultMaxNodes is no budget and the SVG draws one node and
 // one edge per domain.
-func TestRedteamFindingPageNodeBudgetUnbounded(t *testing.T) {
+func TestRedteamPageNodeBudgetUnbounded(t *testing.T) {
 	var rules []Rule
 	for i := range 3000 {
 		rules = append(rules, Rule{Callee: orders, Caller: fmt.Sprintf("spiffe://tenant-%d.example/ns/app/sa/client", i), Method: "GET", Route: "/orders"})
@@ -143,7 +143,7 @@ func TestRedteamHoldsPageInChromium(t *testing.T) {
 // cells wrap them (overflow-wrap on code), but a long namespace is also a
 // section heading (<h2>, "trust domain ns/<namespace>"), which does not
 // wrap, and widens the whole page past the viewport.
-func TestRedteamFindingPageLongNamespaceOverflows(t *testing.T) {
+func TestRedteamPageLongNamespaceOverflows(t *testing.T) {
 	ns := strings.Repeat("n", 1900)
 	callee := "spiffe://example.org/ns/" + ns + "/sa/api"
 	p := Page(PageInput{Rules: []Rule{{Callee: callee, Caller: frontend, Method: "GET", Route: "/" + strings.Repeat("r", 1000)}}})
