@@ -277,6 +277,9 @@ func calleeEntry(authz map[string]any, entry any, listed map[string]bool) any {
 			delete(m, kind) // as if it had none
 		}
 	}
+	if len(m) == 0 {
+		return nil // nothing but a mode: a callee new or gone is its mode change
+	}
 	return m
 }
 
