@@ -21,6 +21,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-authz/otelcol-authz/internal/browsertest"
 )
 
 // chromium is the browser `make e2e` names (and `make packages`
@@ -77,7 +79,7 @@ func openBrowser(t *testing.T) (context.Context, *browserEvents) {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(browserProfile(t)),
+		chromedp.UserDataDir(browsertest.Profile(t)),
 		chromedp.WindowSize(1400, 1000),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -261,23 +263,4 @@ func TestE2EReviewPage(t *testing.T) {
 	for _, r := range requests {
 		assert.True(t, r == url || strings.HasPrefix(r, "data:"), "a request left the page: %s", r)
 	}
-}
-
-// browserProfile is a new profile directory for Chromium. Not a
-// t.TempDir: Chromium's helper processes may still write to it for a
-// moment after the browser exits, which would fail the test's cleanup;
-// it is removed when they are done, or left to the system's temp cleaner.
-func browserProfile(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "chromium-profile-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		for range 20 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	return dir
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
+
+	"github.com/otelcol-authz/otelcol-authz/internal/browsertest"
 )
 
 // One callee called from many trust domains (federated meshes, or one
@@ -84,7 +86,7 @@ func browse(t *testing.T, p []byte, filter string) (shown string, events []strin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ctx, cancelA := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromiumPath(t)), chromedp.Headless, chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(browserProfile(t)), chromedp.WindowSize(1400, 1000))
+		chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(browsertest.Profile(t)), chromedp.WindowSize(1400, 1000))
 	defer cancelA()
 	ctx, cancelT := chromedp.NewContext(ctx)
 	defer cancelT()
@@ -150,23 +152,4 @@ func TestRedteamPageLongNamespaceOverflows(t *testing.T) {
 	_, events, scrollW, clientW := browse(t, p, "")
 	assert.Empty(t, events)
 	assert.LessOrEqual(t, scrollW, clientW, "the page is %dpx wide in a %dpx viewport", scrollW, clientW)
-}
-
-// browserProfile is a new profile directory for Chromium. Not a
-// t.TempDir: Chromium's helper processes may still write to it for a
-// moment after the browser exits, which would fail the test's cleanup;
-// it is removed when they are done, or left to the system's temp cleaner.
-func browserProfile(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "chromium-profile-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		for range 20 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	return dir
 }
