@@ -33,6 +33,11 @@ type Publisher interface {
 	PublishObject(ctx context.Context, key, revision string, tarball []byte) (changed bool, err error)
 	// ListObjects lists the keys below prefix.
 	ListObjects(ctx context.Context, prefix string) ([]string, error)
+	// ReadObject reads the object at key, nil when there is none, and
+	// refuses one bigger than limit bytes (ErrTooLarge).
+	ReadObject(ctx context.Context, key string, limit int64) ([]byte, error)
+	// DeleteObject removes the object at key; one already gone is no error.
+	DeleteObject(ctx context.Context, key string) error
 	// Fetch returns the bundle in place, or nil if there is none.
 	Fetch(ctx context.Context) ([]byte, error)
 	Close() error
