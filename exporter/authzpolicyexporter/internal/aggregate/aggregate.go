@@ -106,6 +106,14 @@ func (e *entry) stats() Stats {
 	return Stats{Count: e.count, FirstSeen: fromNanos(e.first), LastSeen: fromNanos(e.last), Buckets: e.buckets, Values: e.values, Origin: e.origin}
 }
 
+// newEntry holds o as a key's first evidence, which counts at least once.
+func newEntry(o *Stats) entry {
+	return entry{
+		count: max(o.Count, 1), buckets: o.Buckets, values: o.Values, origin: o.Origin,
+		first: nanos(o.FirstSeen), last: nanos(o.LastSeen),
+	}
+}
+
 // merge is Stats.Merge.
 func (e *entry) merge(o *Stats) {
 	e.count += max(o.Count, 1)
@@ -207,10 +215,8 @@ func (a *Aggregate) observe(o *Record, dropped *Dropped) {
 		Method:      a.names.intern(o.Method),
 		Route:       a.names.intern(o.Route),
 	}
-	a.entries[k] = &entry{
-		count: max(o.Count, 1), buckets: o.Buckets, values: o.Values, origin: o.Origin,
-		first: nanos(o.FirstSeen), last: nanos(o.LastSeen),
-	}
+	e := newEntry(&o.Stats)
+	a.entries[k] = &e
 	a.perCaller[pair{k.Destination, k.Source}]++
 	a.perSource[k.Source]++
 }

@@ -63,18 +63,35 @@ func EncodeState(recs []Record) []byte {
 	return b.Bytes()
 }
 
+// ErrStateVersion is the error of a state in an encoding this version
+// cannot read: one written by a newer collector.
+var ErrStateVersion = errors.New("aggregate state version is not supported")
+
+// DecodeState returns the records of an encoded state in the order it
+// holds them, which is sorted, each key once, when EncodeState wrote it
+// from a Snapshot. A state of another version is an ErrStateVersion.
+func DecodeState(data []byte) ([]Record, error) {
+	var recs []Record
+	if err := readState(data, func(r *Record) { recs = append(recs, *r) }); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
 // RestoreState adds the records of an encoded state, as if observed again:
 // restoring twice changes nothing that matters, and the cap still applies.
 // It returns how many records the state held. The state is decoded a
 // record at a time; a state that cannot be read restores nothing.
 func (a *Aggregate) RestoreState(data []byte) (int, error) {
 	restored := New(a.limits)
-	n, version, err := restored.decodeState(data)
+	var dropped Dropped
+	n := 0
+	err := readState(data, func(r *Record) {
+		n++
+		restored.observe(r, &dropped)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("decoding aggregate state: %w", err)
-	}
-	if version != stateVersion {
-		return 0, fmt.Errorf("aggregate state version %d is not supported (want %d)", version, stateVersion)
+		return 0, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -83,43 +100,53 @@ func (a *Aggregate) RestoreState(data []byte) (int, error) {
 		a.entries, a.perCaller, a.perSource, a.names = restored.entries, restored.perCaller, restored.perSource, restored.names
 		return n, nil
 	}
-	var dropped Dropped
 	for k, e := range restored.entries {
 		a.observe(&Record{Key: k, Stats: e.stats()}, &dropped)
 	}
 	return n, nil
 }
 
-// decodeState observes the records of data into a, which no one else
-// holds yet, and returns how many there were and the state's version.
-// Like json.Unmarshal into a struct, it matches field names in any case
-// and skips unknown ones.
-func (a *Aggregate) decodeState(data []byte) (n, version int, err error) {
+// readState calls f with each record of data, and fails when data cannot
+// be read or is of another version.
+func readState(data []byte, f func(*Record)) error {
+	version, err := decodeState(data, f)
+	if err != nil {
+		return fmt.Errorf("decoding aggregate state: %w", err)
+	}
+	if version != stateVersion {
+		return fmt.Errorf("%w: version %d (want %d)", ErrStateVersion, version, stateVersion)
+	}
+	return nil
+}
+
+// decodeState calls f with each record of data, which restored (an
+// aggregate no one else holds yet) or DecodeState collects, and returns the
+// state's version. Like json.Unmarshal into a struct, it matches field
+// names in any case and skips unknown ones.
+func decodeState(data []byte, f func(*Record)) (version int, err error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var dropped Dropped
 	err = jsonstream.Fields(dec, func(field string) error {
 		switch {
 		case strings.EqualFold(field, "version"):
 			return dec.Decode(&version)
 		case strings.EqualFold(field, "entries"):
 			return decodeEach(dec, func(r *stateRecord) {
-				n++
-				a.observe(&Record{
+				f(&Record{
 					Key: Key{Destination: r.Destination, Source: r.Source, Method: r.Method, Route: r.Route},
 					Stats: Stats{Count: r.Count, FirstSeen: fromNanos(r.FirstSeen), LastSeen: fromNanos(r.LastSeen),
 						Buckets: r.Buckets, Values: r.Values, Origin: r.Origin},
-				}, &dropped)
+				})
 			})
 		}
 		return jsonstream.Skip(dec)
 	})
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return 0, 0, errors.New("data after the state")
+		return 0, errors.New("data after the state")
 	}
-	return n, version, nil
+	return version, nil
 }
 
 // decodeEach decodes a JSON array (or null) of records, one at a time.

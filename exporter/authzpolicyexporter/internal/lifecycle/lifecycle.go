@@ -7,6 +7,7 @@ package lifecycle
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -260,6 +261,10 @@ func (l *Lifecycle) MarshalState() ([]byte, error) {
 	return json.Marshal(st)
 }
 
+// ErrStateVersion is the error of a callee state in an encoding this
+// version cannot read: one written by a newer collector.
+var ErrStateVersion = errors.New("callee state version is not supported")
+
 // RestoreState adds the callees of an encoded state. A callee known both
 // here and in the state keeps the earlier start, and stays enforced if
 // either says so: restoring never opens access.
@@ -269,7 +274,7 @@ func (l *Lifecycle) RestoreState(data []byte) (int, error) {
 		return 0, fmt.Errorf("decoding callee state: %w", err)
 	}
 	if st.Version != stateVersion {
-		return 0, fmt.Errorf("callee state version %d is not supported (want %d)", st.Version, stateVersion)
+		return 0, fmt.Errorf("%w: version %d (want %d)", ErrStateVersion, st.Version, stateVersion)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
