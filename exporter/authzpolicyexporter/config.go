@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/confmap"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate/shard"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/overrides"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
@@ -148,6 +149,15 @@ type OutputConfig struct {
 	// rules alone (see deploy/opa-envoy/per-callee.yaml). The full bundle
 	// stays.
 	PerCallee bool `mapstructure:"per_callee"`
+	// ReplicaID (for example ${env:POD_NAME}) makes this collector one of
+	// the replicas sharing url: each writes its aggregate as a shard below
+	// url/shards/ at every flush and renders the merge of all of them; the
+	// lowest fresh replica id publishes (see replicas.go).
+	ReplicaID string `mapstructure:"replica_id"`
+	// ReplicaTimeout is how long a replica's shard may go unwritten before
+	// the replica is taken for gone (another takes over publishing); 0:
+	// three flush intervals.
+	ReplicaTimeout time.Duration `mapstructure:"replica_timeout"`
 }
 
 // ServeConfig is the bundle server: any collector HTTP server's settings
@@ -312,10 +322,10 @@ func (cfg *Config) Validate() error {
 	if cfg.LearningPeriod < 0 {
 		errs = append(errs, errors.New("learning_period must not be negative"))
 	}
-	if cfg.LearningPeriod > 0 && cfg.Storage == nil {
-		// Without storage every restart would open a new learning period,
-		// in which everything is allowed.
-		errs = append(errs, errors.New("learning_period needs storage, so that a restart does not start it again"))
+	if cfg.LearningPeriod > 0 && cfg.Storage == nil && cfg.Output.ReplicaID == "" {
+		// Without storage (or a replica's shard) every restart would open
+		// a new learning period, in which everything is allowed.
+		errs = append(errs, errors.New("learning_period needs storage or output::replica_id, so that a restart does not start it again"))
 	}
 	if cfg.RelearnPeriod < 0 {
 		errs = append(errs, errors.New("relearn_period must not be negative"))
@@ -343,6 +353,14 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.Serve.MaxWaiting < 0 {
 		errs = append(errs, errors.New("serve::max_waiting must not be negative"))
+	}
+	if cfg.Output.ReplicaID != "" {
+		if err := shard.ValidReplica(cfg.Output.ReplicaID); err != nil {
+			errs = append(errs, fmt.Errorf("output::replica_id: %w", err))
+		}
+	}
+	if cfg.Output.ReplicaTimeout < 0 {
+		errs = append(errs, errors.New("output::replica_timeout must not be negative"))
 	}
 	_, outErrs := cfg.Output.validate()
 	errs = append(errs, outErrs...)
@@ -397,6 +415,14 @@ func (cfg *Config) modeRules() ([]lifecycle.Rule, error) {
 		rules = append(rules, r)
 	}
 	return rules, nil
+}
+
+// replicaTimeout is output::replica_timeout with its default.
+func (cfg *Config) replicaTimeout() time.Duration {
+	if cfg.Output.ReplicaTimeout > 0 {
+		return cfg.Output.ReplicaTimeout
+	}
+	return 3 * cfg.FlushInterval
 }
 
 // unseenCallees is unseen_callees with its default.

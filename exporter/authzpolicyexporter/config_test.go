@@ -69,6 +69,11 @@ func TestLoadConfig(t *testing.T) {
 	served.Serve.MaxWaiting = 50
 	served.Serve.WriteTimeout = 10 * time.Second
 
+	replica := createDefaultConfig().(*Config)
+	replica.Output.URL = "s3://policies/prod?region=eu-west-1"
+	replica.Output.ReplicaID = "otelcol-authz-7f9c-2"
+	replica.Output.ReplicaTimeout = 2 * time.Minute
+
 	tests := []struct {
 		id      component.ID
 		want    *Config
@@ -106,6 +111,8 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "served"), want: served},
 		{id: component.NewIDWithName(metadata.Type, "bad_waiting"), wantErr: "serve::max_waiting must not be negative"},
 		{id: component.NewIDWithName(metadata.Type, "unknown_serve_key"), wantErr: "long_poll"},
+		{id: component.NewIDWithName(metadata.Type, "replica"), want: replica},
+		{id: component.NewIDWithName(metadata.Type, "bad_replica"), wantErr: `output::replica_id: replica id "Replica_1"`},
 		{id: component.NewIDWithName(metadata.Type, "missing_overrides"), wantErr: "overrides_file: open testdata/no-such-overrides.yaml"},
 	}
 	for _, tt := range tests {

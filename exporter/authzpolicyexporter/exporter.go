@@ -59,6 +59,10 @@ type authzExporter struct {
 	// rules is the overrides file, nil without one.
 	rules *overrides.File
 
+	// replicas is this collector's part in a group sharing the output
+	// (output::replica_id), nil for a collector alone.
+	replicas *replicas
+
 	flushMu      sync.Mutex
 	lastRevision string
 	// cache keeps each callee's rendering between flushes.
@@ -117,7 +121,11 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &authzExporter{
+	reps, err := newReplicas(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e := &authzExporter{
 		id:        set.ID,
 		cfg:       cfg,
 		logger:    set.Logger,
@@ -125,12 +133,6 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		extract:   x,
 		agg:       aggregate.New(aggregate.Limits{Entries: cfg.MaxEntries, PerCaller: cfg.MaxEntriesPerCaller, PerSource: cfg.MaxEntriesPerSource}),
 		guard:     newShrinkGuard(cfg.MaxShrink, cfg.Window),
-		life: lifecycle.New(lifecycle.Config{
-			LearningPeriod: cfg.LearningPeriod,
-			RelearnPeriod:  cfg.RelearnPeriod,
-			Rules:          modeRules,
-			Limit:          cfg.MaxEntries,
-		}),
 		modeRules: modeRules,
 		rules:     rules,
 		signing:   signing,
@@ -138,7 +140,20 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		refused:   map[string]bool{},
 		now:       time.Now,
 		set:       set.TelemetrySettings,
-	}, nil
+		replicas:  reps,
+	}
+	e.life = lifecycle.New(e.lifecycleConfig())
+	return e, nil
+}
+
+// lifecycleConfig is the callees' lifecycle as configured.
+func (e *authzExporter) lifecycleConfig() lifecycle.Config {
+	return lifecycle.Config{
+		LearningPeriod: e.cfg.LearningPeriod,
+		RelearnPeriod:  e.cfg.RelearnPeriod,
+		Rules:          e.modeRules,
+		Limit:          e.cfg.MaxEntries,
+	}
 }
 
 func (e *authzExporter) start(ctx context.Context, host component.Host) error {
@@ -160,6 +175,13 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 		p = serve.Publishing(p, e.server)
 	}
 	e.publisher = p
+	if e.replicas != nil && e.agg.Len() == 0 {
+		// Without a volume (or with an empty one) a replica resumes
+		// from its own shard.
+		if err := e.resumeShard(ctx); err != nil {
+			e.logger.Warn("Could not read this replica's shard yet; it starts empty", zap.Error(err))
+		}
+	}
 	if e.cfg.Output.PerCallee {
 		e.callees = publish.NewCalleePublisher(p, e.signing)
 	}
@@ -184,7 +206,11 @@ func (e *authzExporter) loop() {
 		// Until the first flush, serve the callees' objects in place.
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Output.Timeout)
 		e.flushMu.Lock()
-		_ = e.syncCallees(ctx) // logged and counted inside
+		if e.replicas != nil {
+			_ = e.follow(ctx) // only the publisher writes; retried at every flush
+		} else {
+			_ = e.syncCallees(ctx) // logged and counted inside
+		}
 		e.flushMu.Unlock()
 		cancel()
 	}
@@ -293,6 +319,24 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	snapshot := e.agg.Snapshot()
 	e.noteCallees(snapshot)
 	e.saveState(ctx, snapshot)
+	life := e.life
+	if e.replicas != nil {
+		m, err := e.syncShards(ctx, snapshot, now)
+		if err != nil {
+			e.publishOutcome(ctx, "held_back")
+			e.logger.Warn("Holding back: the replicas' shards could not be read and written", zap.Error(err))
+			return nil
+		}
+		if m.publisher != e.replicas.id {
+			// Another replica publishes the same merge.
+			if err := e.follow(ctx); err != nil {
+				e.logger.Warn("Could not read the bundle in place", zap.Error(err))
+			}
+			return nil
+		}
+		snapshot, life = m.records, m.life
+		learnedAny = learnedAny || len(snapshot) > 0
+	}
 	entries := len(snapshot)
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))
 	if entries == 0 && !learnedAny {
@@ -314,8 +358,9 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		// Callees first seen since the start may have been enforced by
 		// the bundle that cannot be read, whatever state was lost.
 		e.life.Enforced(e.life.Known(), now)
+		life.Enforced(life.Known(), now)
 	}
-	statuses := e.life.Modes(now)
+	statuses := life.Modes(now)
 	modes := make(map[string]lifecycle.Mode, len(statuses))
 	for id, st := range statuses {
 		modes[id] = st.Mode

@@ -62,6 +62,9 @@ func valuesFile(t *testing.T) string {
 func TestE2EHelmLint(t *testing.T) {
 	out := helm(t, "lint", "--strict", chartPath(t), "-f", valuesFile(t))
 	assert.Contains(t, string(out), "0 chart(s) failed")
+	// The chart checks its values schema too: the replicas' overlay on top.
+	out = helm(t, "lint", "--strict", chartPath(t), "-f", valuesFile(t), "-f", filepath.Join(repoRoot(t), "deploy", "helm", "values-replicas.yaml"))
+	assert.Contains(t, string(out), "0 chart(s) failed")
 }
 
 // rendered is what `helm template` makes of the chart and the values,
@@ -71,13 +74,21 @@ type rendered struct {
 	services        []corev1.Service
 	serviceAccounts []corev1.ServiceAccount
 	statefulSets    []appsv1.StatefulSet
+	deployments     []appsv1.Deployment
 }
 
 var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
-func renderChart(t *testing.T) *rendered {
+// renderChart renders the chart with values.yaml and then the overlays
+// named (files in deploy/helm), with exactly one workload: a StatefulSet,
+// or with the replicas' overlay a Deployment.
+func renderChart(t *testing.T, overlays ...string) *rendered {
 	t.Helper()
-	out := helm(t, "template", helmRelease, chartPath(t), "--namespace", helmNamespace, "-f", valuesFile(t))
+	args := []string{"template", helmRelease, chartPath(t), "--namespace", helmNamespace, "-f", valuesFile(t)}
+	for _, o := range overlays {
+		args = append(args, "-f", filepath.Join(repoRoot(t), "deploy", "helm", o))
+	}
+	out := helm(t, args...)
 	r := &rendered{}
 	for _, doc := range documentSeparator.Split(string(out), -1) {
 		if onlyComments(doc) {
@@ -97,6 +108,8 @@ func renderChart(t *testing.T) *rendered {
 			appendStrict(t, &r.serviceAccounts, doc)
 		case "apps/v1 StatefulSet":
 			appendStrict(t, &r.statefulSets, doc)
+		case "apps/v1 Deployment":
+			appendStrict(t, &r.deployments, doc)
 		default:
 			require.Failf(t, "the chart renders an object this test does not know", "%s %s:\n%s", meta.APIVersion, meta.Kind, doc)
 		}
@@ -104,8 +117,20 @@ func renderChart(t *testing.T) *rendered {
 	require.Len(t, r.configMaps, 1)
 	require.Len(t, r.services, 1)
 	require.Len(t, r.serviceAccounts, 1)
-	require.Len(t, r.statefulSets, 1)
+	require.Len(t, r.podTemplates(), 1, "one workload")
 	return r
+}
+
+// podTemplates are the workloads' pod templates.
+func (r *rendered) podTemplates() []corev1.PodTemplateSpec {
+	var out []corev1.PodTemplateSpec
+	for _, s := range r.statefulSets {
+		out = append(out, s.Spec.Template)
+	}
+	for _, d := range r.deployments {
+		out = append(out, d.Spec.Template)
+	}
+	return out
 }
 
 // appendStrict decodes doc into a T, failing on any field T does not have.
@@ -128,7 +153,7 @@ func onlyComments(doc string) bool {
 // collectorContainer is the pod's one container, which runs the distribution.
 func (r *rendered) collectorContainer(t *testing.T) (corev1.PodSpec, corev1.Container) {
 	t.Helper()
-	pod := r.statefulSets[0].Spec.Template.Spec
+	pod := r.podTemplates()[0].Spec
 	require.Len(t, pod.Containers, 1)
 	return pod, pod.Containers[0]
 }
@@ -183,7 +208,13 @@ func port(t *testing.T, endpoint string) string {
 // The collector config the chart renders is one the distribution accepts,
 // in the environment the pod gives it: every variable it names is set.
 func TestE2EHelmRelayConfigValidates(t *testing.T) {
-	r := renderChart(t)
+	validateRelay(t, renderChart(t))
+}
+
+// validateRelay runs `otelcol-authz validate` on the rendered collector
+// config with the pod's environment.
+func validateRelay(t *testing.T, r *rendered) {
+	t.Helper()
 	raw, _ := r.relay(t)
 	_, c := r.collectorContainer(t)
 
@@ -197,7 +228,7 @@ func TestE2EHelmRelayConfigValidates(t *testing.T) {
 		case e.ValueFrom.FieldRef != nil && strings.HasSuffix(e.ValueFrom.FieldRef.FieldPath, "IP"):
 			env = append(env, e.Name+"=127.0.0.1")
 		default:
-			env = append(env, e.Name+"="+strings.ToLower(e.Name))
+			env = append(env, e.Name+"="+strings.ReplaceAll(strings.ToLower(e.Name), "_", "-"))
 		}
 	}
 	require.True(t, set["MY_POD_IP"])
@@ -355,4 +386,46 @@ func TestE2EHelmService(t *testing.T) {
 		assert.Contains(t, servicePorts, p)
 	}
 	assert.True(t, slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "bundles" && p.Port == 8090 }))
+}
+
+// The replicas' overlay: a Deployment of three pods without a claim, each
+// its pod name as replica id, sharing an object store; its config is one
+// the distribution accepts.
+func TestE2EHelmReplicas(t *testing.T) {
+	r := renderChart(t, "values-replicas.yaml")
+	require.Empty(t, r.statefulSets)
+	require.Len(t, r.deployments, 1)
+	d := r.deployments[0]
+	require.NotNil(t, d.Spec.Replicas)
+	assert.Equal(t, int32(3), *d.Spec.Replicas)
+	validateRelay(t, r)
+
+	raw, _ := r.relay(t)
+	var cfg struct {
+		Exporters struct {
+			AuthzPolicy struct {
+				Output struct {
+					URL       string `json:"url"`
+					ReplicaID string `json:"replica_id"`
+				}
+			} `json:"authz_policy"`
+		}
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(raw), &cfg))
+	assert.Equal(t, "${env:MY_POD_NAME}", cfg.Exporters.AuthzPolicy.Output.ReplicaID)
+	assert.True(t, strings.HasPrefix(cfg.Exporters.AuthzPolicy.Output.URL, "s3://"), "the replicas share an object store")
+
+	pod, c := r.collectorContainer(t)
+	var name *corev1.EnvVar
+	for i := range c.Env {
+		if c.Env[i].Name == "MY_POD_NAME" {
+			name = &c.Env[i]
+		}
+	}
+	require.NotNil(t, name, "the pod's name reaches the config")
+	require.NotNil(t, name.ValueFrom)
+	assert.Equal(t, "metadata.name", name.ValueFrom.FieldRef.FieldPath)
+	for _, v := range pod.Volumes {
+		assert.Nil(t, v.PersistentVolumeClaim, "no claim: a replica resumes from its shard")
+	}
 }

@@ -47,19 +47,28 @@ const (
 // readObject reads the published bundle and its content type, through
 // gocloud's URL for the bucket (the exporter's URL with ?prefix= instead of
 // a path).
-func readObject(t *testing.T, bucketURL string) ([]byte, string, error) {
+func readObject(t *testing.T, bucketURL string) (raw []byte, contentType string, err error) {
+	t.Helper()
+	withBucket(t, bucketURL, func(ctx context.Context, b *blob.Bucket) {
+		var attrs *blob.Attributes
+		if attrs, err = b.Attributes(ctx, bundleKey); err != nil {
+			return
+		}
+		contentType = attrs.ContentType
+		raw, err = b.ReadAll(ctx, bundleKey)
+	})
+	return raw, contentType, err
+}
+
+// withBucket opens the bucket for f, for five seconds at most.
+func withBucket(t *testing.T, bucketURL string, f func(context.Context, *blob.Bucket)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	b, err := blob.OpenBucket(ctx, bucketURL)
 	require.NoError(t, err)
 	defer b.Close()
-	attrs, err := b.Attributes(ctx, bundleKey)
-	if err != nil {
-		return nil, "", err
-	}
-	raw, err := b.ReadAll(ctx, bundleKey)
-	return raw, attrs.ContentType, err
+	f(ctx, b)
 }
 
 // waitForObject waits until the bundle in the store allows r.

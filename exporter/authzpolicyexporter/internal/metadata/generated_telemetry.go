@@ -36,6 +36,7 @@ type TelemetryBuilder struct {
 	AuthzPolicyRelearns              metric.Int64Counter
 	AuthzPolicyRuleChanges           metric.Int64Counter
 	AuthzPolicyRules                 metric.Int64Gauge
+	AuthzPolicyShards                metric.Int64Counter
 	AuthzPolicySpansLearned          metric.Int64Counter
 	AuthzPolicySpansSkipped          metric.Int64Counter
 }
@@ -127,6 +128,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_authz_policy_rules",
 		metric.WithDescription("Allow rules in the last rendered bundle. [Alpha]"),
 		metric.WithUnit("{rule}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyShards, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_shards",
+		metric.WithDescription("Replicas' shards (output::replica_id), by outcome (attribute `outcome`: written, read, deleted, or skipped_<reason> for one not merged: too_large, version, checksum, foreign, corrupt). [Alpha]"),
+		metric.WithUnit("{shard}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.AuthzPolicySpansLearned, err = builder.meter.Int64Counter(

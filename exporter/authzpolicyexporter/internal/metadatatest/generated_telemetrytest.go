@@ -175,6 +175,22 @@ func AssertEqualAuthzPolicyRules(t *testing.T, tt *componenttest.Telemetry, dps 
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualAuthzPolicyShards(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_authz_policy_shards",
+		Description: "Replicas' shards (output::replica_id), by outcome (attribute `outcome`: written, read, deleted, or skipped_<reason> for one not merged: too_large, version, checksum, foreign, corrupt). [Alpha]",
+		Unit:        "{shard}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_authz_policy_shards")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualAuthzPolicySpansLearned(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_authz_policy_spans_learned",

@@ -29,6 +29,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.AuthzPolicyRelearns.Add(context.Background(), 1)
 	tb.AuthzPolicyRuleChanges.Add(context.Background(), 1)
 	tb.AuthzPolicyRules.Record(context.Background(), 1)
+	tb.AuthzPolicyShards.Add(context.Background(), 1)
 	tb.AuthzPolicySpansLearned.Add(context.Background(), 1)
 	tb.AuthzPolicySpansSkipped.Add(context.Background(), 1)
 	AssertEqualAuthzPolicyAggregateEntries(t, testTel,
@@ -59,6 +60,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyRules(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyShards(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicySpansLearned(t, testTel,
