@@ -16,6 +16,11 @@ VERSITYGW := $(TOOLS)/versitygw-$(VERSITYGW_VERSION)
 FAKE_GCS := $(TOOLS)/fake-gcs-server-$(FAKE_GCS_VERSION)
 AZURITE := $(TOOLS)/azurite-$(AZURITE_VERSION)/node_modules/.bin/azurite-blob
 OPA_ENVOY := $(TOOLS)/opa-envoy-plugin-$(OPA_ENVOY_VERSION)
+# The first tier in front of replicas (deploy/tier): contrib's
+# loadbalancingexporter is available at this collector version only.
+OCB_TIER_VERSION ?= v0.161.0
+OCB_TIER := $(TOOLS)/builder-$(OCB_TIER_VERSION)
+TIER := bin/otelcol-authz-tier
 BENCHSTAT_VERSION ?= v0.0.0-20260908200009-22c9c6c9d4da
 BENCHSTAT := $(TOOLS)/benchstat-$(BENCHSTAT_VERSION)
 HELM_VERSION ?= v3.22.0
@@ -26,11 +31,16 @@ GO_PACKAGES := ./...
 DIST := bin/otelcol-authz
 CTL := bin/authzctl
 
-.PHONY: build image test packages unit e2e demo bench lint fmt generate tools clean
+.PHONY: build image tier test packages unit e2e demo bench lint fmt generate tools clean
 
 $(OCB):
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) go install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+	mv $(TOOLS)/builder $@
+
+$(OCB_TIER):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install go.opentelemetry.io/collector/cmd/builder@$(OCB_TIER_VERSION)
 	mv $(TOOLS)/builder $@
 
 $(OPA):
@@ -160,10 +170,17 @@ unit: lint
 	go test -race -count=1 $$(go list $(GO_PACKAGES) | grep -v /internal/quality)
 	go test -count=1 -v -run LearningQuality $(QUALITY)
 
-e2e: $(DIST) $(CTL) $(OPA) $(SERVERS) $(HELM) $(IMAGE)
+# The first tier's distribution, built by ocb from deploy/tier.
+tier: $(TIER)
+$(TIER): $(OCB_TIER) deploy/tier/builder-config.yaml
+	cd deploy/tier && $(OCB_TIER) --config builder-config.yaml
+	@mkdir -p bin
+	cp deploy/tier/_build/otelcol-authz-tier $@
+
+e2e: $(DIST) $(CTL) $(OPA) $(SERVERS) $(HELM) $(IMAGE) $(TIER)
 	OTELCOL_AUTHZ_BIN=$(abspath $(DIST)) OTELCOL_AUTHZ_CTL=$(abspath $(CTL)) OTELCOL_AUTHZ_IMAGE=$(abspath $(IMAGE)) OTELCOL_AUTHZ_VERSITYGW=$(VERSITYGW) \
 	OTELCOL_AUTHZ_FAKE_GCS=$(FAKE_GCS) OTELCOL_AUTHZ_AZURITE=$(AZURITE) OTELCOL_AUTHZ_OPA_ENVOY=$(OPA_ENVOY) \
-	OTELCOL_AUTHZ_HELM=$(HELM) OTELCOL_AUTHZ_CHROMIUM=$(CHROMIUM) \
+	OTELCOL_AUTHZ_HELM=$(HELM) OTELCOL_AUTHZ_CHROMIUM=$(CHROMIUM) OTELCOL_AUTHZ_TIER=$(abspath $(TIER)) \
 		go test -count=1 -timeout 20m -tags e2e -run E2E -v ./test/e2e/
 
 # Builds the distribution, starts it, replays the sample Pixie spans and

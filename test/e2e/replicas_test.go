@@ -5,6 +5,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
@@ -88,4 +94,58 @@ func TestE2EReplicasShareOneBucket(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(again.log.String(), "Resumed from this replica's shard") }, waitFor, 100*time.Millisecond)
 	assert.NotContains(t, again.log.String(), `"entries": 0`)
 	assert.Equal(t, codes.OK, checkDecision(t, conn, ledgerEntry))
+}
+
+// The first tier (deploy/tier, its own distribution with contrib's
+// loadbalancingexporter) spreads the spans over two replicas sharing a
+// directory, each callee's to one: they publish the bundle of a collector
+// alone. The tier's own config (deploy/tier/collector-config.yaml) is one
+// its distribution accepts; the test runs it with a static list of
+// replicas in place of the headless Service's DNS name.
+func TestE2ETierSpreadsSpansOverReplicas(t *testing.T) {
+	tier := binary(t, "OTELCOL_AUTHZ_TIER")
+	out, err := exec.Command(tier, "validate", "--config", filepath.Join(repoRoot(t), "deploy", "tier", "collector-config.yaml")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	shared := t.TempDir()
+	alone := startConfigured(t, nil)
+	replica := func(id string) *collector {
+		return startConfigured(t, map[string]any{"output": map[string]any{"url": "file://" + shared, "replica_id": id}})
+	}
+	r0, r1 := replica("replica-0"), replica("replica-1")
+
+	otlp, health := freePort(t), freePort(t)
+	cfg, err := yaml.Marshal(map[string]any{
+		"extensions": map[string]any{"health_check": map[string]any{"endpoint": health}},
+		"receivers":  map[string]any{"otlp": map[string]any{"protocols": map[string]any{"grpc": map[string]any{"endpoint": otlp}}}},
+		"exporters": map[string]any{"loadbalancing": map[string]any{
+			"routing_key": "service",
+			"protocol":    map[string]any{"otlp": map[string]any{"tls": map[string]any{"insecure": true}}},
+			"resolver":    map[string]any{"static": map[string]any{"hostnames": []string{r0.otlp, r1.otlp}}},
+		}},
+		"service": map[string]any{
+			"extensions": []string{"health_check"},
+			"telemetry":  map[string]any{"metrics": map[string]any{"level": "none"}},
+			"pipelines":  map[string]any{"traces": map[string]any{"receivers": []string{"otlp"}, "exporters": []string{"loadbalancing"}}},
+		},
+	})
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "tier.yaml")
+	require.NoError(t, os.WriteFile(file, cfg, 0o600))
+	startProcess(t, "tier", nil, tier, "--config", file)
+	waitHTTP(t, "http://"+health+"/", http.StatusOK)
+
+	var accesses []access
+	for _, callee := range []string{balances, payments, "spiffe://example.org/ns/bank/sa/ledger", "spiffe://example.org/ns/bank/sa/cards"} {
+		for i := range 12 {
+			accesses = append(accesses, access{callee, frontend, "GET", fmt.Sprintf("/items/%d", i)})
+		}
+	}
+	sendAccesses(t, alone.otlp, accesses...)
+	sendAccesses(t, otlp, accesses...)
+	require.Eventually(t, func() bool {
+		want, _ := os.ReadFile(filepath.Join(alone.outDir, "bundle.tar.gz"))
+		got, _ := os.ReadFile(filepath.Join(shared, "bundle.tar.gz"))
+		return want != nil && bytes.Equal(want, got)
+	}, waitFor, 200*time.Millisecond, "the replicas behind the tier never published the bundle of a collector alone")
 }

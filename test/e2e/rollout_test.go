@@ -84,13 +84,22 @@ type access struct{ callee, caller, method, path string }
 // sendAccesses sends one SERVER span per access over OTLP gRPC, ending now
 // (a callee's learning period starts at its first span), with the
 // semantic-conventions attributes and the Istio-style XFCC header the
-// sample spans carry.
+// sample spans carry; each callee's spans under a resource whose
+// service.name is the callee's service account, as Pixie's script names
+// the server's service (what the first tier routes by).
 func sendAccesses(t *testing.T, endpoint string, accesses ...access) {
 	t.Helper()
 	td := ptrace.NewTraces()
-	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
 	now := time.Now()
+	byCallee := map[string]ptrace.SpanSlice{}
 	for i, a := range accesses {
+		spans, ok := byCallee[a.callee]
+		if !ok {
+			rs := td.ResourceSpans().AppendEmpty()
+			rs.Resource().Attributes().PutStr("service.name", a.callee[strings.LastIndex(a.callee, "/")+1:])
+			spans = rs.ScopeSpans().AppendEmpty().Spans()
+			byCallee[a.callee] = spans
+		}
 		s := spans.AppendEmpty()
 		s.SetTraceID(pcommon.TraceID{15: byte(i + 1), 0: 0xab})
 		s.SetSpanID(pcommon.SpanID{7: byte(i + 1), 0: 0xcd})
