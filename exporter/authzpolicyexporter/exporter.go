@@ -60,8 +60,10 @@ type authzExporter struct {
 	rules *overrides.File
 
 	// replicas is this collector's part in a group sharing the output
-	// (output::replica_id), nil for a collector alone.
+	// (output::replica_id), nil for a collector alone; merged are the
+	// replicas whose shards the last rendering merged, for the review page.
 	replicas *replicas
+	merged   []string
 
 	flushMu      sync.Mutex
 	lastRevision string
@@ -334,7 +336,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 			}
 			return nil
 		}
-		snapshot, life = m.records, m.life
+		snapshot, life, e.merged = m.records, m.life, m.replicas
 		learnedAny = learnedAny || len(snapshot) > 0
 	}
 	entries := len(snapshot)

@@ -68,6 +68,7 @@ type merged struct {
 	records   []aggregate.Record
 	life      *lifecycle.Lifecycle
 	publisher string
+	replicas  []string // whose shards were merged
 }
 
 // syncShards writes this replica's shard, reads the others' and merges
@@ -142,6 +143,9 @@ func (e *authzExporter) syncShards(ctx context.Context, snapshot []aggregate.Rec
 		metas[i] = shard.Meta{Replica: s.Replica, Written: s.Written}
 	}
 	m := merged{records: kept, life: life, publisher: shard.Publisher(metas, r.id, now, r.timeout)}
+	for _, s := range shards {
+		m.replicas = append(m.replicas, s.Replica)
+	}
 	if m.publisher == r.id {
 		e.deleteGoneShards(ctx, shards[1:], now, cutoff)
 	}

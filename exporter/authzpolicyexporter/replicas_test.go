@@ -71,7 +71,8 @@ func TestReplicasPublishOnePolicy(t *testing.T) {
 	require.NoError(t, err)
 
 	shared := t.TempDir()
-	a := replicaAt(t, shared, "replica-a", &now, nil)
+	review := filepath.Join(t.TempDir(), "review")
+	a := replicaAt(t, shared, "replica-a", &now, func(c *Config) { c.Output.UnpackedDir = review })
 	b := replicaAt(t, shared, "replica-b", &now, nil)
 	c := replicaAt(t, shared, "replica-c", &now, nil)
 	require.NoError(t, b.consumeTraces(context.Background(), first))
@@ -87,6 +88,10 @@ func TestReplicasPublishOnePolicy(t *testing.T) {
 	keys, err := publish.NewDir(shared).ListObjects(context.Background(), shard.Prefix)
 	require.NoError(t, err)
 	assert.Len(t, keys, 3)
+	page, err := os.ReadFile(filepath.Join(review, "index.html"))
+	require.NoError(t, err)
+	assert.Contains(t, string(page), "Merged from the shards of 3 replicas: <code>replica-a</code> <code>replica-b</code> <code>replica-c</code>.",
+		"the review page names the replicas that contributed")
 
 	// replica-a stops; after the timeout replica-b takes over, with a's
 	// (empty) and c's shards still merged.

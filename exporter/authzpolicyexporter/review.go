@@ -102,7 +102,7 @@ func (e *authzExporter) review(b *render.Bundle, statuses map[string]lifecycle.S
 	}
 	files := map[string][]byte{
 		changesFile: changes.Encode(),
-		pageFile:    review.Page(review.PageInput{Revision: b.Revision, Rules: next, Modes: pageModes(statuses), Changes: &changes}),
+		pageFile:    review.Page(review.PageInput{Revision: b.Revision, Rules: next, Modes: pageModes(statuses), Changes: &changes, Replicas: e.merged}),
 	}
 	for callee, evidence := range review.Evidence(next) {
 		files[render.CalleeDir(callee)+"/"+evidenceFile] = evidence

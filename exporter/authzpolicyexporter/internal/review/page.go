@@ -45,6 +45,9 @@ type PageInput struct {
 	Changes *ChangeLog
 	// MaxNodes is the graph's node budget; 0 is DefaultMaxNodes.
 	MaxNodes int
+	// Replicas are the replicas whose shards the bundle was merged from
+	// (output::replica_id), in any order; none for a collector alone.
+	Replicas []string
 }
 
 // Page renders the review page: one self-contained HTML file with the
@@ -242,6 +245,7 @@ type pageView struct {
 	Rules, Identities, Callees        int
 	ModeCounts                        string
 	Collapsed                         string // why the graph shows groups, "" when it shows identities
+	Replicas                          []string
 	Graph                             graphView
 	Groups                            []groupView
 }
@@ -309,6 +313,7 @@ func buildPage(in PageInput) pageView {
 		log = *in.Changes
 	}
 	v := pageView{Revision: cmp.Or(in.Revision, log.Revision), PreviousRevision: log.PreviousRevision, HasChanges: in.Changes != nil}
+	v.Replicas = slices.Sorted(slices.Values(in.Replicas))
 	v.Title = "Authorization policy review"
 	if v.Revision != "" {
 		v.Title += ": revision " + v.Revision

@@ -154,7 +154,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <span id="shown"></span>
 <span class="legend"><span class="m-learning">learning</span><span class="m-audit">audit</span><span class="m-enforce">enforced</span><span class="m-none">caller only</span><span class="m-mixed">mixed</span></span>
 </div>
-{{with .Collapsed}}<p class="meta">{{.}}</p>
+{{with .Replicas}}<p class="meta">Merged from the shards of {{len .}} replicas:{{range .}} <code>{{.}}</code>{{end}}.</p>{{end}}{{with .Collapsed}}<p class="meta">{{.}}</p>
 {{end}}<div class="graph">
 <svg width="{{.Graph.Width}}" height="{{.Graph.Height}}" viewBox="0 0 {{.Graph.Width}} {{.Graph.Height}}" role="img" aria-label="Service graph">
 {{range .Graph.Headers}}<text class="hdr" x="{{.X}}" y="{{.Y}}"><title>{{.Title}}</title>{{.Label}}</text>
