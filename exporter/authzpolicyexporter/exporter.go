@@ -177,11 +177,16 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 		p = serve.Publishing(p, e.server)
 	}
 	e.publisher = p
-	if e.replicas != nil && e.agg.Len() == 0 {
+	if e.replicas != nil {
+		// What storage restored is this replica's own: its shard is
+		// what it wrote from it.
+		e.replicas.resumed = e.agg.Len() > 0
+	}
+	if e.replicas != nil && !e.replicas.resumed {
 		// Without a volume (or with an empty one) a replica resumes
 		// from its own shard.
 		if err := e.resumeShard(ctx); err != nil {
-			e.logger.Warn("Could not read this replica's shard yet; it starts empty", zap.Error(err))
+			e.logger.Warn("Could not read this replica's shard yet; it is read again before the first flush writes one", zap.Error(err))
 		}
 	}
 	if e.cfg.Output.PerCallee {
@@ -312,6 +317,14 @@ func (e *authzExporter) flush(ctx context.Context) error {
 
 	e.logSkips()
 	e.reloadOverrides(ctx)
+	if e.replicas != nil && !e.replicas.resumed {
+		// Before the snapshot: what is resumed is in this flush's shard.
+		if err := e.resumeShard(ctx); err != nil {
+			e.publishOutcome(ctx, "held_back")
+			e.logger.Warn("Holding back: this replica's own shard could not be read yet", zap.Error(err))
+			return nil
+		}
+	}
 	now := e.now()
 	expired := e.agg.Expire(now.Add(-e.cfg.Window))
 	e.guard.expiredKeys(expired)
@@ -336,8 +349,13 @@ func (e *authzExporter) flush(ctx context.Context) error {
 			}
 			return nil
 		}
+		if m.held {
+			// Some replica learned something once: an empty merge is
+			// expiry, to publish, not a first start.
+			e.learnedAny.Store(true)
+			learnedAny = true
+		}
 		snapshot, life, e.merged = m.records, m.life, m.replicas
-		learnedAny = learnedAny || len(snapshot) > 0
 	}
 	entries := len(snapshot)
 	e.telemetry.AuthzPolicyAggregateEntries.Record(ctx, int64(entries))

@@ -1,8 +1,8 @@
 package authzpolicyexporter
 
-// Red-team tests of replicas sharing one output (issue 12). Tests named
-// TestRedteamFinding... fail on main and describe a defect; those named
-// TestRedteamHolds... are attacks that held up.
+// Red-team tests of replicas sharing one output (issue 12). Those named
+// TestRedteamHolds... are attacks that held up; the others are regression
+// tests of the defects the red team found.
 
 import (
 	"bytes"
@@ -196,12 +196,12 @@ func TestRedteamHoldsFollowerWritesOnlyItsShard(t *testing.T) {
 	}
 }
 
-// FINDING (medium): the access only a replica that stopped learned never
+// Found by a red team (medium), now a regression test: the access only a replica that stopped learned never
 // expires. The publisher learned nothing itself, so once the stopped
 // replica's records fall out of the window the merge is empty and the
 // "nothing learned yet" branch keeps the published bundle forever; a
 // collector alone would publish the expiry.
-func TestRedteamFindingGoneReplicasAccessNeverExpires(t *testing.T) {
+func TestRedteamGoneReplicasAccessNeverExpires(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	mutate := func(c *Config) { c.Window = time.Hour }
 	shared := t.TempDir()
@@ -278,12 +278,12 @@ func mesh(t *testing.T, shared string, now *time.Time, mutate func(*Config)) (a,
 
 func noGeneralization(c *Config) { c.Routes.CardinalityThreshold = 0 }
 
-// FINDING (high): a replica restarted without its volume whose own shard
+// Found by a red team (high), now a regression test: a replica restarted without its volume whose own shard
 // cannot be read at start (a timeout, a throttled request) "starts empty"
 // and is never retried: its first flush writes an empty shard over the
 // good one, and its access is gone for good, though it was seen a minute
 // ago (below max_shrink the guard lets that through).
-func TestRedteamFindingResumeReadErrorOverwritesOwnShard(t *testing.T) {
+func TestRedteamResumeReadErrorOverwritesOwnShard(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	shared := t.TempDir()
 	a, b := mesh(t, shared, &now, noGeneralization)
@@ -310,12 +310,12 @@ func TestRedteamFindingResumeReadErrorOverwritesOwnShard(t *testing.T) {
 		"access seen a minute ago is denied after a transient read error")
 }
 
-// FINDING (medium): a shard that cannot be read (a transient error, not a
+// Found by a red team (medium), now a regression test: a shard that cannot be read (a transient error, not a
 // damaged object) by a replica that has not read it before (it just
 // started, or just took over) is merged as nothing, and the publisher
 // publishes the smaller policy (below max_shrink). An unreadable shard
 // should hold the publication back, as a listing error does.
-func TestRedteamFindingReadErrorOnFirstReadPublishesLess(t *testing.T) {
+func TestRedteamReadErrorOnFirstReadPublishesLess(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	shared := t.TempDir()
 	a, b := mesh(t, shared, &now, noGeneralization)
@@ -330,12 +330,12 @@ func TestRedteamFindingReadErrorOnFirstReadPublishesLess(t *testing.T) {
 		"a transient read error removed a live replica's access from the policy")
 }
 
-// FINDING (medium): a follower that published once (a takeover) keeps
+// Found by a red team (medium), now a regression test: a follower that published once (a takeover) keeps
 // serving, from its bundle server, the callees' bundles of its own
 // publication after the lower replica publishes again: follow reads the
 // bundle in place only while calleeSource is nil. OPA sidecars polling it
 // get an older policy than the one in place.
-func TestRedteamFindingFollowerServesStaleCalleeBundles(t *testing.T) {
+func TestRedteamFollowerServesStaleCalleeBundles(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	serveOn := func(c *Config) { c.Serve.NetAddr.Endpoint = "127.0.0.1:0" }
 	shared := t.TempDir()
@@ -373,11 +373,11 @@ func serveGet(t *testing.T, e *authzExporter, path string) []byte {
 	return body
 }
 
-// FINDING (high): a replica that published once, followed a newer
+// Found by a red team (high), now a regression test: a replica that published once, followed a newer
 // publication, then takes over again (the same merge, so "unchanged")
 // writes its old callees' bundles over the newer ones in place: its
 // calleeSource is still its own old publication.
-func TestRedteamFindingTakeoverWritesOlderCalleeBundles(t *testing.T) {
+func TestRedteamTakeoverWritesOlderCalleeBundles(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	shared := t.TempDir()
 	a := replicaAt(t, shared, "replica-a", &now, nil)
@@ -401,12 +401,14 @@ func TestRedteamFindingTakeoverWritesOlderCalleeBundles(t *testing.T) {
 	assert.Equal(t, want[key], outputFiles(t, shared)[key], "an older callee bundle replaced the newer one")
 }
 
-// FINDING (medium): at most 64 shards are read, in listing order; the
-// Helm values name replicas after Deployment pods, which get a new name at
-// every rollout, so old pods' shards pile up for a whole window (168h).
-// Past 64 a live replica's shard is skipped as too_many: its access is
-// never published.
-func TestRedteamFindingTooManyShardsDropsLiveReplica(t *testing.T) {
+// Found by a red team (medium), now a regression test: at most 64 shards are read, in listing order; the
+// Helm values named replicas after Deployment pods, which get a new name at
+// every rollout, so old pods' shards piled up for a whole window (168h);
+// past 64 a live replica's shard was skipped as too_many and its access
+// never published. The values now run a StatefulSet (stable names), and
+// far more shards are read; beyond the bound the merge is held back, never
+// made of some of the shards.
+func TestRedteamTooManyShardsDropsLiveReplica(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	shared := t.TempDir()
 	a := replicaAt(t, shared, "otelcol-authz-0aaaa", &now, nil)
@@ -423,16 +425,16 @@ func TestRedteamFindingTooManyShardsDropsLiveReplica(t *testing.T) {
 	live := replicaAt(t, shared, "otelcol-authz-9zzzz", &now, nil)
 	consume(t, live, spansAt(now, balances, frontend, "/balances/1"))
 	flushAll(t, live, a)
-	require.Equal(t, "too_many", a.replicas.skipped[live.replicas.key])
+	require.Empty(t, a.replicas.skipped[live.replicas.key])
 	assert.True(t, allowed(t, shared, balances, frontend, "/balances/1"), "a live replica's shard was not merged")
 }
 
-// FINDING (medium): deleting a gone replica's shard forgets its callees'
+// Found by a red team (medium), now a regression test: deleting a gone replica's shard forgets its callees'
 // learning starts. With learning_period longer than window (allowed with
 // replica_id and no storage), a callee only that replica saw starts a new
 // learning period when seen again: audited again where a collector alone
 // enforces it.
-func TestRedteamFindingDeletedShardRestartsLearningPeriod(t *testing.T) {
+func TestRedteamDeletedShardRestartsLearningPeriod(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	now := t0
 	mutate := func(c *Config) { c.Window = time.Hour; c.LearningPeriod = 6 * time.Hour }

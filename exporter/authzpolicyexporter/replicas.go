@@ -20,11 +20,13 @@ import (
 )
 
 // maxShardBytes bounds a shard read from the output (100k entries take
-// about 30 MB), maxShards how many are read: what others write to the
-// output is bounded.
+// about 30 MB), maxShards how many there may be and maxMergeBytes all of
+// them together: what others write to the output is bounded. Beyond a
+// bound the merge is held back, never made of some of the shards.
 const (
 	maxShardBytes = shard.DefaultMaxBytes
-	maxShards     = 64
+	maxShards     = 256
+	maxMergeBytes = 1 << 30
 )
 
 // replicas is this collector's part in a group sharing one output
@@ -37,6 +39,12 @@ const (
 type replicas struct {
 	id, key string
 	timeout time.Duration
+	// resumed is set once this replica's own shard was read at start (or
+	// found absent): until then it writes no shard, which would replace
+	// the one it has not read yet.
+	resumed bool
+	// served are the callees' objects a follower's bundle server holds.
+	served map[string]bool
 	// skipped are the shards skipped at the last reading, by key, with
 	// their reason: a skip is logged when it starts, not at every flush.
 	skipped map[string]string
@@ -49,6 +57,7 @@ type replicas struct {
 
 type readShard struct {
 	sum   [sha256.Size]byte
+	size  int
 	shard shard.Shard
 }
 
@@ -60,7 +69,7 @@ func newReplicas(cfg *Config) (*replicas, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &replicas{id: cfg.Output.ReplicaID, key: key, timeout: cfg.replicaTimeout(), skipped: map[string]string{}, read: map[string]readShard{}}, nil
+	return &replicas{id: cfg.Output.ReplicaID, key: key, timeout: cfg.replicaTimeout(), skipped: map[string]string{}, read: map[string]readShard{}, served: map[string]bool{}}, nil
 }
 
 // merged is what the shards hold together.
@@ -69,6 +78,7 @@ type merged struct {
 	life      *lifecycle.Lifecycle
 	publisher string
 	replicas  []string // whose shards were merged
+	held      bool     // some shard held records, expired or not
 }
 
 // syncShards writes this replica's shard, reads the others' and merges
@@ -91,34 +101,40 @@ func (e *authzExporter) syncShards(ctx context.Context, snapshot []aggregate.Rec
 	if err != nil {
 		return merged{}, fmt.Errorf("listing the shards: %w", err)
 	}
+	if len(keys) > maxShards {
+		return merged{}, fmt.Errorf("%d objects below %s, more than the %d read", len(keys), shard.Prefix, maxShards)
+	}
 	shards := []shard.Shard{own}
 	skipped := map[string]string{}
 	read := map[string]readShard{}
+	total := len(data)
 	for _, key := range keys {
 		if key == r.key {
 			continue
 		}
-		if len(read) == maxShards {
-			skipped[key] = "too_many"
-			e.shardOutcome(ctx, "skipped_too_many", 1)
-			continue
-		}
-		s, sum, err := e.readShard(ctx, key)
-		if err != nil {
-			skipped[key] = shard.Reason(err)
+		rs, err := e.readShard(ctx, key)
+		var refused *refusedShard
+		if errors.As(err, &refused) {
+			skipped[key] = shard.Reason(refused.err)
 			if r.skipped[key] != skipped[key] {
 				e.logger.Warn("A shard of the output is skipped; the merge keeps it as it was last read, if ever",
-					zap.String("key", key), zap.Error(err))
+					zap.String("key", key), zap.Error(refused.err))
 			}
 			e.shardOutcome(ctx, "skipped_"+skipped[key], 1)
 			last, ok := r.read[key]
 			if !ok {
 				continue
 			}
-			s, sum = last.shard, last.sum
+			rs = last
+		} else if err != nil {
+			// Not the shard's fault: without it the merge would be smaller.
+			return merged{}, fmt.Errorf("reading %s: %w", key, err)
 		}
-		read[key] = readShard{sum: sum, shard: s}
-		shards = append(shards, s)
+		if total += rs.size; total > maxMergeBytes {
+			return merged{}, fmt.Errorf("the shards hold more than %d bytes", maxMergeBytes)
+		}
+		read[key] = rs
+		shards = append(shards, rs.shard)
 	}
 	r.read = read
 	r.skipped = skipped
@@ -142,7 +158,7 @@ func (e *authzExporter) syncShards(ctx context.Context, snapshot []aggregate.Rec
 	for i, s := range shards {
 		metas[i] = shard.Meta{Replica: s.Replica, Written: s.Written}
 	}
-	m := merged{records: kept, life: life, publisher: shard.Publisher(metas, r.id, now, r.timeout)}
+	m := merged{records: kept, life: life, publisher: shard.Publisher(metas, r.id, now, r.timeout), held: len(records) > 0}
 	for _, s := range shards {
 		m.replicas = append(m.replicas, s.Replica)
 	}
@@ -152,29 +168,37 @@ func (e *authzExporter) syncShards(ctx context.Context, snapshot []aggregate.Rec
 	return m, nil
 }
 
+// refusedShard is a shard that was read but refused: foreign, damaged,
+// of another version or too large. Any other error is the store's.
+type refusedShard struct{ err error }
+
+func (e *refusedShard) Error() string { return e.err.Error() }
+func (e *refusedShard) Unwrap() error { return e.err }
+
 // readShard reads and checks the shard at key; one whose bytes are those
 // read last is not decoded again.
-func (e *authzExporter) readShard(ctx context.Context, key string) (shard.Shard, [sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
+func (e *authzExporter) readShard(ctx context.Context, key string) (readShard, error) {
 	replica, err := shard.ReplicaOf(key)
 	if err != nil {
-		return shard.Shard{}, sum, fmt.Errorf("%w: %w", shard.ErrForeign, err)
+		return readShard{}, &refusedShard{fmt.Errorf("%w: %w", shard.ErrForeign, err)}
 	}
 	data, err := e.publisher.ReadObject(ctx, key, maxShardBytes)
-	if errors.Is(err, publish.ErrTooLarge) {
-		return shard.Shard{}, sum, fmt.Errorf("%w: %w", shard.ErrTooLarge, err)
+	switch {
+	case errors.Is(err, publish.ErrTooLarge):
+		return readShard{}, &refusedShard{fmt.Errorf("%w: %w", shard.ErrTooLarge, err)}
+	case err != nil:
+		return readShard{}, err
+	case data == nil:
+		return readShard{}, &refusedShard{fmt.Errorf("%w: deleted while read", shard.ErrCorrupt)}
 	}
-	if err != nil {
-		return shard.Shard{}, sum, err
+	rs := readShard{sum: sha256.Sum256(data), size: len(data)}
+	if last := e.replicas.read[key]; last.sum == rs.sum {
+		return last, nil
 	}
-	if data == nil {
-		return shard.Shard{}, sum, fmt.Errorf("%w: deleted while read", shard.ErrCorrupt)
+	if rs.shard, err = shard.Decode(data, replica, maxShardBytes); err != nil {
+		return readShard{}, &refusedShard{err}
 	}
-	if sum = sha256.Sum256(data); e.replicas.read[key].sum == sum {
-		return e.replicas.read[key].shard, sum, nil
-	}
-	s, err := shard.Decode(data, replica, maxShardBytes)
-	return s, sum, err
+	return rs, nil
 }
 
 // deleteGoneShards removes the shards of replicas gone for longer than
@@ -195,6 +219,13 @@ func (e *authzExporter) deleteGoneShards(ctx context.Context, others []shard.Sha
 		if live {
 			continue
 		}
+		// Its callees' learning starts and enforcement outlive it, in this
+		// replica's own state.
+		if len(s.Callees) > 0 {
+			if _, err := e.life.RestoreState(s.Callees); err != nil {
+				continue
+			}
+		}
 		key, _ := shard.Key(s.Replica)
 		if err := e.publisher.DeleteObject(ctx, key); err != nil {
 			e.logger.Warn("Deleting the shard of a replica gone and expired failed; the next flush tries again", zap.String("replica", s.Replica), zap.Error(err))
@@ -210,8 +241,13 @@ func (e *authzExporter) deleteGoneShards(ctx context.Context, others []shard.Sha
 func (e *authzExporter) resumeShard(ctx context.Context) error {
 	r := e.replicas
 	data, err := e.publisher.ReadObject(ctx, r.key, maxShardBytes)
-	if err != nil || data == nil {
-		return err
+	if err != nil && !errors.Is(err, publish.ErrTooLarge) {
+		r.resumed = false
+		return err // tried again at the next flush
+	}
+	r.resumed = true
+	if data == nil {
+		return nil
 	}
 	s, err := shard.Decode(data, r.id, maxShardBytes)
 	if err != nil {
@@ -238,6 +274,9 @@ func (e *authzExporter) resumeShard(ctx context.Context) error {
 // place: its shrink guard's reference and the callees it enforces (for
 // when it takes over), and what its bundle server hands out.
 func (e *authzExporter) follow(ctx context.Context) error {
+	// What this replica published when it was the publisher is not what
+	// is in place now: the callees' objects follow the bundle in place.
+	e.calleeSource, e.inPlace = nil, nil
 	if err := e.loadPublished(ctx); err != nil {
 		return err
 	}
@@ -246,10 +285,10 @@ func (e *authzExporter) follow(ctx context.Context) error {
 		return nil
 	}
 	b, err := render.Split(e.inPlace, e.signing)
-	e.inPlace = nil
 	if err != nil {
 		return err
 	}
+	served := map[string]bool{}
 	var ids []string
 	for _, cb := range b.Callees {
 		key, err := publish.CalleeKey(cb.ID)
@@ -257,11 +296,21 @@ func (e *authzExporter) follow(ctx context.Context) error {
 			continue
 		}
 		e.server.Set(key, cb.Revision, cb.Tarball)
+		served[key] = true
 		ids = append(ids, cb.ID)
 	}
 	if b.Unseen != nil {
 		e.server.Set(publish.UnseenName, b.Unseen.Revision, b.Unseen.Tarball)
+		// A callee the bundle no longer knows gets the unseen bundle, as
+		// the publisher writes it at its key.
+		for key := range e.replicas.served {
+			if !served[key] {
+				e.server.Set(key, b.Unseen.Revision, b.Unseen.Tarball)
+				served[key] = true
+			}
+		}
 	}
+	e.replicas.served = served
 	d, err := render.Discovery(ctx, ids, e.signing)
 	if err != nil {
 		return err

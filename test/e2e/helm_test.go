@@ -74,14 +74,12 @@ type rendered struct {
 	services        []corev1.Service
 	serviceAccounts []corev1.ServiceAccount
 	statefulSets    []appsv1.StatefulSet
-	deployments     []appsv1.Deployment
 }
 
 var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
 // renderChart renders the chart with values.yaml and then the overlays
-// named (files in deploy/helm), with exactly one workload: a StatefulSet,
-// or with the replicas' overlay a Deployment.
+// named (files in deploy/helm): one StatefulSet, one Service.
 func renderChart(t *testing.T, overlays ...string) *rendered {
 	t.Helper()
 	args := []string{"template", helmRelease, chartPath(t), "--namespace", helmNamespace, "-f", valuesFile(t)}
@@ -108,8 +106,6 @@ func renderChart(t *testing.T, overlays ...string) *rendered {
 			appendStrict(t, &r.serviceAccounts, doc)
 		case "apps/v1 StatefulSet":
 			appendStrict(t, &r.statefulSets, doc)
-		case "apps/v1 Deployment":
-			appendStrict(t, &r.deployments, doc)
 		default:
 			require.Failf(t, "the chart renders an object this test does not know", "%s %s:\n%s", meta.APIVersion, meta.Kind, doc)
 		}
@@ -117,20 +113,8 @@ func renderChart(t *testing.T, overlays ...string) *rendered {
 	require.Len(t, r.configMaps, 1)
 	require.Len(t, r.services, 1)
 	require.Len(t, r.serviceAccounts, 1)
-	require.Len(t, r.podTemplates(), 1, "one workload")
+	require.Len(t, r.statefulSets, 1)
 	return r
-}
-
-// podTemplates are the workloads' pod templates.
-func (r *rendered) podTemplates() []corev1.PodTemplateSpec {
-	var out []corev1.PodTemplateSpec
-	for _, s := range r.statefulSets {
-		out = append(out, s.Spec.Template)
-	}
-	for _, d := range r.deployments {
-		out = append(out, d.Spec.Template)
-	}
-	return out
 }
 
 // appendStrict decodes doc into a T, failing on any field T does not have.
@@ -153,7 +137,7 @@ func onlyComments(doc string) bool {
 // collectorContainer is the pod's one container, which runs the distribution.
 func (r *rendered) collectorContainer(t *testing.T) (corev1.PodSpec, corev1.Container) {
 	t.Helper()
-	pod := r.podTemplates()[0].Spec
+	pod := r.statefulSets[0].Spec.Template.Spec
 	require.Len(t, pod.Containers, 1)
 	return pod, pod.Containers[0]
 }
@@ -388,16 +372,18 @@ func TestE2EHelmService(t *testing.T) {
 	assert.True(t, slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "bundles" && p.Port == 8090 }))
 }
 
-// The replicas' overlay: a Deployment of three pods without a claim, each
-// its pod name as replica id, sharing an object store; its config is one
-// the distribution accepts.
+// The replicas' overlay: a StatefulSet of three pods without a claim (their
+// names, the replica ids, stay across restarts), behind a headless
+// Service, sharing an object store; its config is one the distribution
+// accepts.
 func TestE2EHelmReplicas(t *testing.T) {
 	r := renderChart(t, "values-replicas.yaml")
-	require.Empty(t, r.statefulSets)
-	require.Len(t, r.deployments, 1)
-	d := r.deployments[0]
-	require.NotNil(t, d.Spec.Replicas)
-	assert.Equal(t, int32(3), *d.Spec.Replicas)
+	require.Len(t, r.statefulSets, 1)
+	ss := r.statefulSets[0]
+	require.NotNil(t, ss.Spec.Replicas)
+	assert.Equal(t, int32(3), *ss.Spec.Replicas)
+	assert.Empty(t, ss.Spec.VolumeClaimTemplates, "no claim: a replica resumes from its shard")
+	assert.Equal(t, "None", r.services[0].Spec.ClusterIP, "headless: the first tier resolves every replica")
 	validateRelay(t, r)
 
 	raw, _ := r.relay(t)
