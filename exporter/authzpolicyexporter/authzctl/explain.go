@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
@@ -186,11 +187,11 @@ func (e *env) explainInput(file, callee, caller, method, path string, xfcc bool,
 		var data []byte
 		var err error
 		if file == "-" {
-			data, err = readLimited(e.stdin, "stdin", maxInput)
+			data, err = publish.ReadLimited(e.stdin, "stdin", maxInput)
 		} else {
 			var f *os.File
 			if f, err = os.Open(file); err == nil {
-				data, err = readLimited(f, file, maxInput)
+				data, err = publish.ReadLimited(f, file, maxInput)
 				f.Close()
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -81,16 +80,11 @@ func (e *env) load(src string) (*loaded, error) {
 				if b, err = fl.AsBundle(src); err != nil {
 					return nil, fmt.Errorf("%s: %w", src, err)
 				}
-				var buf bytes.Buffer
-				if err := bundle.NewWriter(&buf).Write(*b); err != nil {
-					return nil, fmt.Errorf("%s: %w", src, err)
-				}
-				tarball = buf.Bytes()
 			} else {
 				return nil, err
 			}
 		}
-		if tarball == nil {
+		if b == nil {
 			if tarball, err = readFile(src); err != nil {
 				return nil, err
 			}
@@ -143,19 +137,7 @@ func readFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return readLimited(f, name, maxBundle)
-}
-
-// readLimited reads r, at most limit bytes of it.
-func readLimited(r io.Reader, name string, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d MiB", name, limit>>20)
-	}
-	return b, nil
+	return publish.ReadLimited(f, name, maxBundle)
 }
 
 // fetchOutput reads bundle.tar.gz of an output URL, with the store's own
@@ -194,7 +176,7 @@ func fetchHTTP(ctx context.Context, u *url.URL) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", redact(u.String()), resp.Status)
 	}
-	return readLimited(resp.Body, redact(u.String()), maxBundle)
+	return publish.ReadLimited(resp.Body, redact(u.String()), maxBundle)
 }
 
 func unwrapURLError(err error) error {

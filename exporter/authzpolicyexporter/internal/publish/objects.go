@@ -27,7 +27,7 @@ func (d *Dir) ReadObject(_ context.Context, key string, limit int64) ([]byte, er
 		return nil, err
 	}
 	defer f.Close()
-	return readLimited(f, key, limit)
+	return ReadLimited(f, key, limit)
 }
 
 // DeleteObject removes the file at key below the directory; one already
@@ -54,7 +54,7 @@ func (p *Blob) ReadObject(ctx context.Context, key string, limit int64) ([]byte,
 	if r.Size() > limit {
 		return nil, fmt.Errorf("%s: %d bytes: %w", key, r.Size(), ErrTooLarge)
 	}
-	return readLimited(r, key, limit)
+	return ReadLimited(r, key, limit)
 }
 
 // DeleteObject removes the object at key; one already gone is no error.
@@ -65,14 +65,15 @@ func (p *Blob) DeleteObject(ctx context.Context, key string) error {
 	return nil
 }
 
-// readLimited reads r whole unless it holds more than limit bytes.
-func readLimited(r io.Reader, key string, limit int64) ([]byte, error) {
+// ReadLimited reads r whole unless it holds more than limit bytes
+// (ErrTooLarge); name says what r is in the errors.
+func ReadLimited(r io.Reader, name string, limit int64) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: more than %d bytes: %w", key, limit, ErrTooLarge)
+		return nil, fmt.Errorf("%s: more than %d bytes: %w", name, limit, ErrTooLarge)
 	}
 	return data, nil
 }
