@@ -191,6 +191,9 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 	}
 	if e.cfg.Output.PerCallee {
 		e.callees = publish.NewCalleePublisher(p, e.signing)
+		if e.replicas != nil && e.server != nil {
+			e.replicas.mirror = publish.NewCalleePublisher(serve.Mirroring(p, e.server), e.signing)
+		}
 	}
 	if err := e.loadPublished(ctx); err != nil {
 		e.logger.Warn("Could not read the bundle in place yet; publishing waits until it can", zap.Error(err))

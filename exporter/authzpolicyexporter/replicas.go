@@ -43,8 +43,10 @@ type replicas struct {
 	// found absent): until then it writes no shard, which would replace
 	// the one it has not read yet.
 	resumed bool
-	// served are the callees' objects a follower's bundle server holds.
-	served map[string]bool
+	// mirror hands the callees' objects of the bundle in place to this
+	// replica's bundle server while another publishes, as that one
+	// writes them; nil without serve or per_callee.
+	mirror *publish.CalleePublisher
 	// skipped are the shards skipped at the last reading, by key, with
 	// their reason: a skip is logged when it starts, not at every flush.
 	skipped map[string]string
@@ -69,7 +71,7 @@ func newReplicas(cfg *Config) (*replicas, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &replicas{id: cfg.Output.ReplicaID, key: key, timeout: cfg.replicaTimeout(), skipped: map[string]string{}, read: map[string]readShard{}, served: map[string]bool{}}, nil
+	return &replicas{id: cfg.Output.ReplicaID, key: key, timeout: cfg.replicaTimeout(), skipped: map[string]string{}, read: map[string]readShard{}}, nil
 }
 
 // merged is what the shards hold together.
@@ -281,42 +283,15 @@ func (e *authzExporter) follow(ctx context.Context) error {
 		return err
 	}
 	e.lastRevision = e.published.revision
-	if e.server == nil || e.callees == nil || e.inPlace == nil {
+	if e.replicas.mirror == nil || e.inPlace == nil {
 		return nil
 	}
 	b, err := render.Split(e.inPlace, e.signing)
 	if err != nil {
 		return err
 	}
-	served := map[string]bool{}
-	var ids []string
-	for _, cb := range b.Callees {
-		key, err := publish.CalleeKey(cb.ID)
-		if err != nil {
-			continue
-		}
-		e.server.Set(key, cb.Revision, cb.Tarball)
-		served[key] = true
-		ids = append(ids, cb.ID)
-	}
-	if b.Unseen != nil {
-		e.server.Set(publish.UnseenName, b.Unseen.Revision, b.Unseen.Tarball)
-		// A callee the bundle no longer knows gets the unseen bundle, as
-		// the publisher writes it at its key.
-		for key := range e.replicas.served {
-			if !served[key] {
-				e.server.Set(key, b.Unseen.Revision, b.Unseen.Tarball)
-				served[key] = true
-			}
-		}
-	}
-	e.replicas.served = served
-	d, err := render.Discovery(ctx, ids, e.signing)
-	if err != nil {
-		return err
-	}
-	e.server.Set(publish.DiscoveryName, d.Revision, d.Tarball)
-	return nil
+	_, err = e.replicas.mirror.Publish(ctx, b)
+	return err
 }
 
 func (e *authzExporter) shardOutcome(ctx context.Context, outcome string, n int64) {

@@ -39,3 +39,32 @@ func (t *tee) PublishObject(ctx context.Context, key, revision string, tarball [
 	}
 	return changed, err
 }
+
+// mirror serves what would be published without writing it: reads (the
+// bundle in place, listings) go to the output, writes only to the server.
+type mirror struct {
+	publish.Publisher
+	s *Server
+}
+
+// errMirror refuses what a mirror must never do to the output.
+var errMirror = errors.New("a mirror writes nothing to the output")
+
+// Mirroring makes s serve what p would have published, leaving p as it
+// is: a replica that follows another's publications hands out, through
+// the same publishers, what that one writes.
+func Mirroring(p publish.Publisher, s *Server) publish.Publisher {
+	return &mirror{Publisher: p, s: s}
+}
+
+func (m *mirror) Publish(_ context.Context, b *render.Bundle) (bool, error) {
+	m.s.Set(publish.BundleName, b.Revision, b.Tarball)
+	return true, nil
+}
+
+func (m *mirror) PublishObject(_ context.Context, key, revision string, tarball []byte) (bool, error) {
+	m.s.Set(key, revision, tarball)
+	return true, nil
+}
+
+func (*mirror) DeleteObject(context.Context, string) error { return errMirror }

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 )
 
 type outcomes struct {
@@ -252,4 +256,30 @@ func TestPreferredWait(t *testing.T) {
 		}
 		assert.Equal(t, tc.want, preferredWait(h), tc.prefer)
 	}
+}
+
+// A mirror serves what would be published and writes nothing to the
+// output; it reads the output as it is.
+func TestMirroringWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	out := publish.NewDir(dir)
+	_, err := out.PublishObject(context.Background(), "callees/a/bundle.tar.gz", "c0", []byte("in place"))
+	require.NoError(t, err)
+	s := New(1, time.Second)
+	m := Mirroring(out, s)
+
+	_, err = m.Publish(context.Background(), &render.Bundle{Revision: "r1", Tarball: []byte("full")})
+	require.NoError(t, err)
+	_, err = m.PublishObject(context.Background(), "callees/a/bundle.tar.gz", "c1", []byte("callee"))
+	require.NoError(t, err)
+	assert.Equal(t, `"r1"`, s.get("bundle.tar.gz").etag)
+	assert.Equal(t, `"c1"`, s.get("callees/a/bundle.tar.gz").etag)
+	assert.Error(t, m.DeleteObject(context.Background(), "callees/a/bundle.tar.gz"))
+
+	keys, err := m.ListObjects(context.Background(), "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"callees/a/bundle.tar.gz"}, keys, "the output is read as it is, and nothing was written to it")
+	got, err := out.ReadObject(context.Background(), "callees/a/bundle.tar.gz", 100)
+	require.NoError(t, err)
+	assert.Equal(t, "in place", string(got))
 }
