@@ -336,44 +336,11 @@ func TestRedteamHoldsShutdownReleasesAndLeaksNothing(t *testing.T) {
 // anyone who can reach the port) keeps its connection and goroutines after
 // Shutdown has returned, when write_timeout is 0: Listener.Shutdown gives
 // up at its context's deadline but never closes the connections that are
-// still active (http.Server.Close).
-func TestRedteamSlowReaderOutlivesShutdown(t *testing.T) {
-	before := goleak.IgnoreCurrent()
-	cfg := confighttp.NewDefaultServerConfig()
-	cfg.NetAddr.Endpoint = freePort(t)
-	cfg.WriteTimeout = 0
-	s := New(10, cfg.WriteTimeout)
-	big := make([]byte, 64<<20)
-	_, _ = rand.Read(big)
-	s.Set("bundle.tar.gz", "r1", big)
-	l, err := Listen(context.Background(), &cfg, componenttest.NewNopHost(), componenttest.NewNopTelemetrySettings(), s)
-	require.NoError(t, err)
-	c, err := net.Dial("tcp", cfg.NetAddr.Endpoint)
-	require.NoError(t, err)
-	defer c.Close()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetReadBuffer(4096)
-	}
-	_, err = io.WriteString(c, "GET /bundle.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	time.Sleep(300 * time.Millisecond) // the handler is blocked writing
-
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	assert.NoError(t, l.Shutdown(ctx), "what is left is closed")
-	// Shutdown has returned: nothing of the server should be left.
-	time.Sleep(100 * time.Millisecond)
-	assert.NoError(t, goleak.Find(before), "the connection of a client that does not read outlives the exporter's shutdown")
-}
-
-// The collector shuts its components down with context.Background() on
-// SIGTERM (otelcol: col.shutdown(context.Background())). With write_timeout
-// 0 (allowed; long polls need no write_timeout since the handler pushes
-// the deadline itself) one client that does not read its bundle makes
-// Listener.Shutdown, so the exporter's shutdown and the collector's, wait
-// forever; with the default write_timeout, up to 30s (a Kubernetes grace
-// period), and the exporter's state is closed only after it.
-func TestRedteamSlowReaderBlocksShutdown(t *testing.T) {
+// stuckClient is a listener with write_timeout 0 serving a 64 MiB bundle,
+// and a client that asked for it and reads nothing: its handler is blocked
+// writing.
+func stuckClient(t *testing.T) (*Listener, net.Conn) {
+	t.Helper()
 	cfg := confighttp.NewDefaultServerConfig()
 	cfg.NetAddr.Endpoint = freePort(t)
 	cfg.WriteTimeout = 0
@@ -391,6 +358,32 @@ func TestRedteamSlowReaderBlocksShutdown(t *testing.T) {
 	_, err = io.WriteString(c, "GET /bundle.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
 	time.Sleep(300 * time.Millisecond)
+	return l, c
+}
+
+// still active (http.Server.Close).
+func TestRedteamSlowReaderOutlivesShutdown(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	l, c := stuckClient(t)
+	defer c.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	assert.NoError(t, l.Shutdown(ctx), "what is left is closed")
+	// Shutdown has returned: nothing of the server should be left.
+	time.Sleep(100 * time.Millisecond)
+	assert.NoError(t, goleak.Find(before), "the connection of a client that does not read outlives the exporter's shutdown")
+}
+
+// The collector shuts its components down with context.Background() on
+// SIGTERM (otelcol: col.shutdown(context.Background())). With write_timeout
+// 0 (allowed; long polls need no write_timeout since the handler pushes
+// the deadline itself) one client that does not read its bundle makes
+// Listener.Shutdown, so the exporter's shutdown and the collector's, wait
+// forever; with the default write_timeout, up to 30s (a Kubernetes grace
+// period), and the exporter's state is closed only after it.
+func TestRedteamSlowReaderBlocksShutdown(t *testing.T) {
+	l, c := stuckClient(t)
 
 	done := make(chan error, 1)
 	go func() { done <- l.Shutdown(context.Background()) }()
