@@ -170,6 +170,12 @@ func TrimQuery(path string) string {
 	return path
 }
 
+// AppendSegments appends the raw segments of path, which starts with a
+// slash, to segs: the segments a Route matches, split as the Learner does.
+func AppendSegments(segs []string, path string) []string {
+	return split(segs, path[1:])
+}
+
 // split appends the '/'-separated parts of s to segs, as strings.Split
 // returns them.
 func split(segs []string, s string) []string {
