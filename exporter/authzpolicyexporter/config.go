@@ -236,6 +236,25 @@ type RoutesConfig struct {
 	// are skipped and counted.
 	MaxPathLength int `mapstructure:"max_path_length"`
 	MaxSegments   int `mapstructure:"max_segments"`
+	// OpenAPI are API specs of callees: a request to a callee an entry
+	// names that is an operation of its spec is learned as that
+	// operation's template, before templates, http.route and the
+	// heuristics. The first entry naming the callee is its spec.
+	OpenAPI []OpenAPIConfig `mapstructure:"openapi"`
+}
+
+// OpenAPIConfig is one callee's API spec.
+type OpenAPIConfig struct {
+	// Callee is a SPIFFE ID or a pattern, as in modes.
+	Callee string `mapstructure:"callee"`
+	// Spec is the OpenAPI (3.0, 3.1) or Swagger 2.0 file, YAML or JSON.
+	// It is read again when it changes; a bad new version keeps the last
+	// good one.
+	Spec string `mapstructure:"spec"`
+	// Strict refuses to learn a request to the callee that is no
+	// operation of the spec (counted with reason not_in_spec); without
+	// it, such a request is learned as any other.
+	Strict bool `mapstructure:"strict"`
 }
 
 // AttributesConfig names the span (or resource) attributes each field is
@@ -368,6 +387,9 @@ func (cfg *Config) Validate() error {
 	if _, err := route.NewLearner(cfg.Routes.Templates, cfg.Routes.MaxPathLength, cfg.Routes.MaxSegments); err != nil {
 		errs = append(errs, fmt.Errorf("routes::templates: %w", err))
 	}
+	if _, err := cfg.specs(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.Routes.CardinalityThreshold < 0 || cfg.Routes.CardinalityThreshold == 1 {
 		errs = append(errs, errors.New("routes::cardinality_threshold must be 0 (off) or at least 2"))
 	}
@@ -415,6 +437,27 @@ func (cfg *Config) modeRules() ([]lifecycle.Rule, error) {
 		rules = append(rules, r)
 	}
 	return rules, nil
+}
+
+// specs reads the routes::openapi entries: a spec that cannot be read,
+// with its file and the reason, stops the collector at start.
+func (cfg *Config) specs() (*specSet, error) {
+	set := &specSet{}
+	for i, o := range cfg.Routes.OpenAPI {
+		p, err := spiffeid.ParsePattern(o.Callee)
+		if err != nil {
+			return nil, fmt.Errorf("routes::openapi[%d]::callee: %w", i, err)
+		}
+		if o.Spec == "" {
+			return nil, fmt.Errorf("routes::openapi[%d]::spec must name a file", i)
+		}
+		e, err := openSpec(p, o.Spec, o.Strict)
+		if err != nil {
+			return nil, fmt.Errorf("routes::openapi[%d]::spec: %w", i, err)
+		}
+		set.entries = append(set.entries, e)
+	}
+	return set, nil
 }
 
 // replicaTimeout is output::replica_timeout with its default.

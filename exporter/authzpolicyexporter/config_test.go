@@ -34,6 +34,10 @@ func TestLoadConfig(t *testing.T) {
 		CardinalityThreshold: 20,
 		MaxPathLength:        1024,
 		MaxSegments:          16,
+		OpenAPI: []OpenAPIConfig{
+			{Callee: "spiffe://example.org/ns/shop/**", Spec: "testdata/openapi/shop.yaml", Strict: true},
+			{Callee: "spiffe://example.org/ns/bank/sa/ledger", Spec: "testdata/openapi/shop.yaml"},
+		},
 	}
 	custom.Attributes = AttributesConfig{
 		XFCC:            []string{"envoy.xfcc"},
@@ -108,6 +112,10 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_unseen"), wantErr: `unseen_callees: "allow" must be audit or deny`},
 		{id: component.NewIDWithName(metadata.Type, "bad_relearn"), wantErr: "relearn_period must not be negative"},
 		{id: component.NewIDWithName(metadata.Type, "bad_overrides"), wantErr: "overrides_file: testdata/overrides-bad.yaml:4: deny[0].methods"},
+		{id: component.NewIDWithName(metadata.Type, "broken_spec"), wantErr: `routes::openapi[0]::spec: openapi spec testdata/openapi/broken.yaml: path parameter not declared: GET /orders/{orderId}`},
+		{id: component.NewIDWithName(metadata.Type, "missing_spec"), wantErr: "routes::openapi[0]::spec: open testdata/openapi/no-such-spec.yaml: no such file or directory"},
+		{id: component.NewIDWithName(metadata.Type, "bad_spec_callee"), wantErr: "routes::openapi[0]::callee: spiffeid: invalid SPIFFE ID pattern"},
+		{id: component.NewIDWithName(metadata.Type, "spec_without_file"), wantErr: "routes::openapi[0]::spec must name a file"},
 		{id: component.NewIDWithName(metadata.Type, "served"), want: served},
 		{id: component.NewIDWithName(metadata.Type, "bad_waiting"), wantErr: "serve::max_waiting must not be negative"},
 		{id: component.NewIDWithName(metadata.Type, "unknown_serve_key"), wantErr: "long_poll"},

@@ -1,0 +1,107 @@
+package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/reload"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route/openapi"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
+)
+
+// specSet is the routes::openapi entries, in order: a callee's spec is the
+// first entry whose pattern it matches.
+type specSet struct {
+	entries []*specEntry
+}
+
+// specEntry is one callee pattern's spec. The spec in use changes on a
+// reload while spans are read, hence the lock.
+type specEntry struct {
+	callee spiffeid.Pattern
+	strict bool
+	mu     sync.RWMutex
+	file   *reload.File[*openapi.Spec]
+}
+
+func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, error) {
+	f, err := reload.Open(path, openapi.MaxSpecBytes, parseSpec)
+	if err != nil {
+		return nil, err
+	}
+	return &specEntry{callee: callee, strict: strict, file: f}, nil
+}
+
+// parseSpec is openapi.Load for content already read.
+func parseSpec(path string, data []byte) (*openapi.Spec, error) {
+	if len(data) > openapi.MaxSpecBytes {
+		return nil, fmt.Errorf("openapi spec %s: %w: larger than %d bytes", path, openapi.ErrUnreadable, openapi.MaxSpecBytes)
+	}
+	return openapi.Parse(data, path)
+}
+
+// find returns the entry for callee dst, nil for none.
+func (s *specSet) find(dst string) *specEntry {
+	if s == nil {
+		return nil
+	}
+	for _, e := range s.entries {
+		if e.callee.Match(dst) {
+			return e
+		}
+	}
+	return nil
+}
+
+// spec returns the spec in use.
+func (e *specEntry) spec() *openapi.Spec {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.file.Value()
+}
+
+// reload reads the spec again; see reload.File.Reload.
+func (e *specEntry) reload() (changed bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.file.Reload()
+}
+
+// appendOperationKey appends to key the route an operation grants for the
+// request whose raw segments are segs: the operation's literals and typed
+// wildcards, and at an enum position the value the request sent (one of
+// the enum's, or the operation would not have matched). An enum value no
+// caller sent stays denied, like any other literal never seen. It reports
+// whether the route has a wildcard.
+func appendOperationKey(key []byte, op *openapi.Operation, segs []string) ([]byte, bool) {
+	wild := false
+	for i := range op.Segments {
+		s := &op.Segments[i]
+		key = append(key, '/')
+		switch s.Kind {
+		case openapi.Literal:
+			key = append(key, s.Lit...)
+		case openapi.Wildcard:
+			key = append(key, '{')
+			key = append(key, s.Type.String()...)
+			key = append(key, '}')
+			wild = true
+		case openapi.Enum:
+			key = append(key, segs[i]...)
+		}
+	}
+	return key, wild
+}
+
+// learnFromSpec is the route of a request to a callee with a spec: the
+// operation it is, if any. path has no query.
+func learnFromSpec(key []byte, spec *openapi.Spec, method, path string) ([]byte, bool, bool) {
+	op, ok := spec.Match(method, path)
+	if !ok {
+		return key, false, false
+	}
+	var buf [32]string
+	key, wild := appendOperationKey(key, op, route.AppendSegments(buf[:0], path))
+	return key, wild, true
+}
