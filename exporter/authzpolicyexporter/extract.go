@@ -46,6 +46,7 @@ const (
 	reasonExpired
 	reasonAggregateFull
 	reasonCallerFull
+	reasonNotInSpec
 	numReasons
 )
 
@@ -71,6 +72,7 @@ var reasonNames = [numReasons]string{
 	reasonExpired:           "expired",
 	reasonAggregateFull:     "aggregate_full",
 	reasonCallerFull:        "caller_full",
+	reasonNotInSpec:         "not_in_spec",
 }
 
 func (r reason) String() string { return reasonNames[r] }
@@ -91,6 +93,7 @@ type extractor struct {
 	unspecified bool         // learn spans without a kind
 	cuts        map[int]bool // truncation limits
 	learner     *route.Learner
+	specs       *specSet
 	window      time.Duration
 	bucket      time.Duration
 	names       attrNames
@@ -104,7 +107,12 @@ func newExtractor(cfg *Config) (*extractor, error) {
 	if err != nil {
 		return nil, err
 	}
+	specs, err := cfg.specs()
+	if err != nil {
+		return nil, err
+	}
 	return &extractor{
+		specs:       specs,
 		attrs:       cfg.Attributes,
 		skip:        set(cfg.SkipStatusCodes),
 		skipGRPC:    set(cfg.SkipGRPCStatusCodes),
@@ -288,6 +296,16 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 		return aggregate.Record{}, reasonRedactedPath
 	case err != nil:
 		return aggregate.Record{}, reasonInvalidPath
+	}
+	// The learner has checked the path (length, dot segments, literals);
+	// an operation of the callee's spec, if it is one, gives its route.
+	if e := x.specs.find(dst); e != nil {
+		if op, segs, ok := matchSpec(e.spec(), method, path); ok {
+			b.key, wild = appendOperationKey(b.key[:0], op, segs)
+			origin = route.OpenAPI
+		} else if e.strict {
+			return aggregate.Record{}, reasonNotInSpec
+		}
 	}
 	var values uint64
 	if wild {

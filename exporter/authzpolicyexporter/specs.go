@@ -94,14 +94,13 @@ func appendOperationKey(key []byte, op *openapi.Operation, segs []string) ([]byt
 	return key, wild
 }
 
-// learnFromSpec is the route of a request to a callee with a spec: the
-// operation it is, if any. path has no query.
-func learnFromSpec(key []byte, spec *openapi.Spec, method, path string) ([]byte, bool, bool) {
+// matchSpec returns the operation of spec a request is, and the raw
+// segments of its path (without the query).
+func matchSpec(spec *openapi.Spec, method, path string) (*openapi.Operation, []string, bool) {
+	path = route.TrimQuery(path)
 	op, ok := spec.Match(method, path)
 	if !ok {
-		return key, false, false
+		return nil, nil, false
 	}
-	var buf [32]string
-	key, wild := appendOperationKey(key, op, route.AppendSegments(buf[:0], path))
-	return key, wild, true
+	return op, route.AppendSegments(make([]string, 0, len(op.Segments)), path), true
 }

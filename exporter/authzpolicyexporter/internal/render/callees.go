@@ -149,6 +149,8 @@ func (c *Cache) callee(base [32]byte, dst string, recs []aggregate.Record, opts 
 		field(r.Source)
 		field(r.Method)
 		field(r.Route)
+		// What the backstop may widen depends on the origin.
+		h.Write([]byte{byte(r.Stats.Origin)})
 	}
 	key := [32]byte(h.Sum(nil))
 	if old := c.callees[dst]; old != nil && old.key == key {
@@ -196,6 +198,7 @@ func renderCallee(key [32]byte, dst string, recs []aggregate.Record, opts Option
 func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options) *grant {
 	src, method := recs[0].Source, recs[0].Method
 	var routes []route.Route
+	var keep []bool // routes from an API spec, kept out of the backstop
 	var index []int // record number of each route
 	for k, r := range recs {
 		c.cover[at+k] = -1
@@ -214,12 +217,13 @@ func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options
 			c.bits[at+k] = aggregate.ValueBit(rt.String())
 		}
 		routes = append(routes, rt)
+		keep = append(keep, route.Origin(r.Stats.Origin) == route.OpenAPI)
 		index = append(index, at+k)
 	}
 	if len(routes) == 0 {
 		return nil
 	}
-	generalized := route.Generalize(routes, opts.CardinalityThreshold)
+	generalized := route.GeneralizeKeeping(routes, keep, opts.CardinalityThreshold)
 	// The rule number of each generalized route, -1 for one denied.
 	ruleOf := make([]int32, len(generalized))
 	gr := &grant{}

@@ -20,6 +20,7 @@ const (
 	OriginLearned   = "learned"    // heuristics typed the observed path
 	OriginHTTPRoute = "http_route" // the span's instrumentation template
 	OriginTemplate  = "template"   // an operator routes.templates entry
+	OriginOpenAPI   = "openapi"    // an operation of the callee's API spec (routes.openapi)
 	OriginBackstop  = "backstop"   // the cardinality backstop generalized several routes into it
 	OriginOperator  = "operator"   // an allow rule of the overrides file
 )

@@ -16,13 +16,21 @@ import (
 // free of duplicates, so the same input always gives the same output.
 // gRPC methods (see isGRPCMethod) are kept as they are.
 func Generalize(routes []Route, threshold int) []Route {
+	return GeneralizeKeeping(routes, nil, threshold)
+}
+
+// GeneralizeKeeping is Generalize where the routes with keep[i] set are
+// kept as they are and count for no wildcard: an operation of an API spec
+// is the shape the API itself states, and its literals (an enum's values
+// among them) never widen into a wildcard.
+func GeneralizeKeeping(routes []Route, keep []bool, threshold int) []Route {
 	root := &node{}
 	var out []Route
-	grpc := map[string]bool{}
-	for _, r := range routes {
-		if len(r) == 2 && r[0].Wild == 0 && r[1].Wild == 0 && isGRPCMethod([]string{r[0].Lit, r[1].Lit}) {
-			if k := r.String(); !grpc[k] {
-				grpc[k] = true
+	kept := map[string]bool{}
+	for i, r := range routes {
+		if i < len(keep) && keep[i] || len(r) == 2 && r[0].Wild == 0 && r[1].Wild == 0 && isGRPCMethod([]string{r[0].Lit, r[1].Lit}) {
+			if k := r.String(); !kept[k] {
+				kept[k] = true
 				out = append(out, r)
 			}
 			continue
@@ -32,7 +40,14 @@ func Generalize(routes []Route, threshold int) []Route {
 	if threshold >= 2 {
 		root.collapse(0, threshold)
 	}
-	root.walk(nil, &out)
+	var walked []Route
+	root.walk(nil, &walked)
+	for _, r := range walked {
+		// A wildcard the backstop made may be one a spec gave as well.
+		if len(kept) == 0 || !kept[r.String()] {
+			out = append(out, r)
+		}
+	}
 	sortRoutes(out)
 	return out
 }

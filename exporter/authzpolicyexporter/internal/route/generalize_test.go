@@ -580,3 +580,19 @@ func FuzzGeneralize(f *testing.F) {
 		checkJustified(t, in, 2+int(threshold)%4)
 	})
 }
+
+// Routes kept as they are (an API spec's operations) neither widen nor
+// count towards a wildcard, and a wildcard the backstop makes that one of
+// them also is appears once.
+func TestGeneralizeKeeping(t *testing.T) {
+	routes := keys(t, "/status/open", "/status/closed", "/status/shipped", "/users/a", "/users/b", "/users/{token}", "/orders/1")
+	keep := []bool{true, true, true, false, false, true}
+	got := GeneralizeKeeping(routes, keep, 2)
+	var s []string
+	for _, r := range got {
+		s = append(s, r.String())
+	}
+	assert.Equal(t, []string{"/orders/1", "/status/closed", "/status/open", "/status/shipped", "/users/{token}"}, s)
+	assert.Equal(t, Generalize(routes, 2), GeneralizeKeeping(routes, nil, 2))
+	assert.Equal(t, "openapi", OpenAPI.String())
+}

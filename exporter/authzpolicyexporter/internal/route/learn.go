@@ -71,14 +71,15 @@ const (
 	Heuristic     Origin = iota + 1 // the path's own segments, typed by the heuristics
 	Instrumented                    // the span's http.route
 	OperatorRoute                   // an operator's routes.templates entry
+	OpenAPI                         // an operation of the callee's API spec (routes.openapi)
 )
 
-var originNames = [...]string{Heuristic: "learned", Instrumented: "http_route", OperatorRoute: "template"}
+var originNames = [...]string{Heuristic: "learned", Instrumented: "http_route", OperatorRoute: "template", OpenAPI: "openapi"}
 
 // String is the name the review files use; an unknown origin (state saved
 // before origins were kept) reads as learned.
 func (o Origin) String() string {
-	if o >= Heuristic && o <= OperatorRoute {
+	if o >= Heuristic && o <= OpenAPI {
 		return originNames[o]
 	}
 	return originNames[Heuristic]
