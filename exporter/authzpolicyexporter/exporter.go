@@ -320,6 +320,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 
 	e.logSkips()
 	e.reloadOverrides(ctx)
+	e.reloadSpecs(ctx)
 	if e.replicas != nil && !e.replicas.resumed {
 		// Before the snapshot: what is resumed is in this flush's shard.
 		if err := e.resumeShard(ctx); err != nil {
@@ -638,6 +639,24 @@ func (e *authzExporter) reloadOverrides(ctx context.Context) {
 		e.telemetry.AuthzPolicyOverridesReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "loaded")))
 		set := e.rules.Rules()
 		e.logger.Info("Read the changed overrides file", zap.String("file", e.cfg.OverridesFile), zap.Int("allow", len(set.Allow)), zap.Int("deny", len(set.Deny)))
+	}
+}
+
+// reloadSpecs reads the routes::openapi specs again when they changed; a
+// bad new version keeps the spec in use and is logged once.
+func (e *authzExporter) reloadSpecs(ctx context.Context) {
+	for _, s := range e.extract.specs.entries {
+		changed, err := s.reload()
+		switch {
+		case err != nil:
+			e.telemetry.AuthzPolicyOpenapiReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "failed")))
+			e.logger.Error("The changed API spec cannot be used; the spec read before stays in force", zap.String("callee", s.callee.String()), zap.Error(err))
+		case changed:
+			e.telemetry.AuthzPolicyOpenapiReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "loaded")))
+			spec := s.spec()
+			e.logger.Info("Read the changed API spec", zap.String("file", s.file.Path()), zap.String("callee", s.callee.String()),
+				zap.Int("operations", len(spec.Operations)), zap.Int("refused", len(spec.Refused)))
+		}
 	}
 }
 

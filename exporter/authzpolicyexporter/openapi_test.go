@@ -10,10 +10,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadatatest"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
@@ -189,4 +196,76 @@ func TestBrokenSpecAtStart(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+// A spec is read again when it changes: a bad new version keeps the last
+// good one, logged and counted once; a good one is used from the next
+// flush on.
+func TestSpecReload(t *testing.T) {
+	ctx := context.Background()
+	good, err := os.ReadFile(shopSpec)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "shop.yaml")
+	require.NoError(t, os.WriteFile(file, good, 0o600))
+
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
+	core, logs := observer.New(zap.InfoLevel)
+	set := metadatatest.NewSettings(tel)
+	set.Logger = zap.New(core)
+	dir := t.TempDir()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Output.URL = "file://" + dir
+	withSpec(file, true)(cfg)
+	e, err := newExporter(cfg, set)
+	require.NoError(t, err)
+	require.NoError(t, e.start(ctx, componenttest.NewNopHost()))
+	t.Cleanup(func() { assert.NoError(t, e.shutdown(ctx)) })
+
+	outcomes := func(loaded, failed int64) {
+		t.Helper()
+		var dps []metricdata.DataPoint[int64]
+		if failed > 0 {
+			dps = append(dps, metricdata.DataPoint[int64]{Attributes: attribute.NewSet(attribute.String("outcome", "failed")), Value: failed})
+		}
+		if loaded > 0 {
+			dps = append(dps, metricdata.DataPoint[int64]{Attributes: attribute.NewSet(attribute.String("outcome", "loaded")), Value: loaded})
+		}
+		metadatatest.AssertEqualAuthzPolicyOpenapiReloads(t, tel, dps, metricdatatest.IgnoreTimestamp())
+	}
+	admin := call{"GET", "/api/v1/admin/stats"}
+	learn := func() *opatest.Policy {
+		t.Helper()
+		require.NoError(t, e.consumeTraces(ctx, callSpans(shop, frontend, append([]call{admin}, used...)...)))
+		require.NoError(t, e.flush(ctx))
+		return readBundle(t, dir)
+	}
+	allowed := func(p *opatest.Policy, c call) bool {
+		return p.Allowed(opatest.Request{Destination: shop, Source: frontend, Method: c.method, Path: c.path})
+	}
+
+	p := learn()
+	assert.False(t, allowed(p, admin), "strict: not in the spec")
+	assert.True(t, allowed(p, call{"GET", "/api/v1/orders/9"}))
+
+	// A broken version: the spec read before stays, reported once.
+	require.NoError(t, os.WriteFile(file, []byte("openapi: 3.0.3\npaths: [broken\n"), 0o600))
+	for range 3 {
+		p = learn()
+	}
+	assert.False(t, allowed(p, admin))
+	assert.True(t, allowed(p, call{"GET", "/api/v1/orders/9"}))
+	outcomes(0, 1)
+	assert.Equal(t, 1, logs.FilterMessage("The changed API spec cannot be used; the spec read before stays in force").Len())
+
+	// A good version with the admin operation: learned from then on.
+	next := strings.Replace(string(good), "paths:\n", "paths:\n  /admin/stats:\n    get:\n      responses: {\"200\": {description: ok}}\n", 1)
+	require.NoError(t, os.WriteFile(file, []byte(next), 0o600))
+	for range 2 { // read twice: the new version settled
+		learn()
+	}
+	p = learn() // learned after the reload
+	assert.True(t, allowed(p, admin))
+	outcomes(1, 1)
+	assert.Equal(t, 1, logs.FilterMessage("Read the changed API spec").Len())
 }

@@ -2,7 +2,7 @@ package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/ex
 
 import (
 	"fmt"
-	"sync"
+	"sync/atomic"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/reload"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
@@ -17,12 +17,12 @@ type specSet struct {
 }
 
 // specEntry is one callee pattern's spec. The spec in use changes on a
-// reload while spans are read, hence the lock.
+// reload (by flushes, one at a time) while spans are read.
 type specEntry struct {
 	callee spiffeid.Pattern
 	strict bool
-	mu     sync.RWMutex
 	file   *reload.File[*openapi.Spec]
+	inUse  atomic.Pointer[openapi.Spec]
 }
 
 func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, error) {
@@ -30,7 +30,9 @@ func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, er
 	if err != nil {
 		return nil, err
 	}
-	return &specEntry{callee: callee, strict: strict, file: f}, nil
+	e := &specEntry{callee: callee, strict: strict, file: f}
+	e.inUse.Store(f.Value())
+	return e, nil
 }
 
 // parseSpec is openapi.Load for content already read.
@@ -55,17 +57,16 @@ func (s *specSet) find(dst string) *specEntry {
 }
 
 // spec returns the spec in use.
-func (e *specEntry) spec() *openapi.Spec {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return e.file.Value()
-}
+func (e *specEntry) spec() *openapi.Spec { return e.inUse.Load() }
 
-// reload reads the spec again; see reload.File.Reload.
+// reload reads the spec again (see reload.File.Reload); it is not safe
+// for concurrent use with itself.
 func (e *specEntry) reload() (changed bool, err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.file.Reload()
+	changed, err = e.file.Reload()
+	if changed {
+		e.inUse.Store(e.file.Value())
+	}
+	return changed, err
 }
 
 // appendOperationKey appends to key the route an operation grants for the

@@ -31,6 +31,7 @@ type TelemetryBuilder struct {
 	AuthzPolicyBundleRequestsWaiting metric.Int64UpDownCounter
 	AuthzPolicyCalleeBundles         metric.Int64Counter
 	AuthzPolicyCallees               metric.Int64Gauge
+	AuthzPolicyOpenapiReloads        metric.Int64Counter
 	AuthzPolicyOverridesReloads      metric.Int64Counter
 	AuthzPolicyPublishes             metric.Int64Counter
 	AuthzPolicyRelearns              metric.Int64Counter
@@ -98,6 +99,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_authz_policy_callees",
 		metric.WithDescription("Callees the last rendered bundle knows, by mode (attribute `mode`: audit or enforce). [Alpha]"),
 		metric.WithUnit("{callee}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.AuthzPolicyOpenapiReloads, err = builder.meter.Int64Counter(
+		"otelcol_authz_policy_openapi_reloads",
+		metric.WithDescription("Readings of a routes::openapi spec after it changed, by outcome (attribute `outcome`: loaded or failed; a failed one keeps the last good spec). [Alpha]"),
+		metric.WithUnit("{reload}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.AuthzPolicyOverridesReloads, err = builder.meter.Int64Counter(

@@ -24,6 +24,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.AuthzPolicyBundleRequestsWaiting.Add(context.Background(), 1)
 	tb.AuthzPolicyCalleeBundles.Add(context.Background(), 1)
 	tb.AuthzPolicyCallees.Record(context.Background(), 1)
+	tb.AuthzPolicyOpenapiReloads.Add(context.Background(), 1)
 	tb.AuthzPolicyOverridesReloads.Add(context.Background(), 1)
 	tb.AuthzPolicyPublishes.Add(context.Background(), 1)
 	tb.AuthzPolicyRelearns.Add(context.Background(), 1)
@@ -45,6 +46,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyCallees(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualAuthzPolicyOpenapiReloads(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAuthzPolicyOverridesReloads(t, testTel,
