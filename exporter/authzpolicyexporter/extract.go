@@ -301,7 +301,7 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 	// an operation of the callee's spec, if it is one, gives its route.
 	if e := x.specs.find(dst); e != nil {
 		if op, segs, ok := matchSpec(e.spec(), method, path); ok {
-			b.key, wild = appendOperationKey(b.key[:0], op, segs)
+			b.key, wild = op.AppendKey(b.key[:0], segs)
 			origin = route.OpenAPI
 		} else if e.strict {
 			return aggregate.Record{}, reasonNotInSpec

@@ -69,32 +69,6 @@ func (e *specEntry) reload() (changed bool, err error) {
 	return changed, err
 }
 
-// appendOperationKey appends to key the route an operation grants for the
-// request whose raw segments are segs: the operation's literals and typed
-// wildcards, and at an enum position the value the request sent (one of
-// the enum's, or the operation would not have matched). An enum value no
-// caller sent stays denied, like any other literal never seen. It reports
-// whether the route has a wildcard.
-func appendOperationKey(key []byte, op *openapi.Operation, segs []string) ([]byte, bool) {
-	wild := false
-	for i := range op.Segments {
-		s := &op.Segments[i]
-		key = append(key, '/')
-		switch s.Kind {
-		case openapi.Literal:
-			key = append(key, s.Lit...)
-		case openapi.Wildcard:
-			key = append(key, '{')
-			key = append(key, s.Type.String()...)
-			key = append(key, '}')
-			wild = true
-		case openapi.Enum:
-			key = append(key, segs[i]...)
-		}
-	}
-	return key, wild
-}
-
 // matchSpec returns the operation of spec a request is, and the raw
 // segments of its path (without the query).
 func matchSpec(spec *openapi.Spec, method, path string) (*openapi.Operation, []string, bool) {

@@ -135,6 +135,32 @@ func (op *Operation) Template() (r route.Route, enums map[int][]string) {
 	return r, enums
 }
 
+// AppendKey appends to key the route an operation grants for the
+// request whose raw segments are segs: the operation's literals and typed
+// wildcards, and at an enum position the value the request sent (one of
+// the enum's, or the operation would not have matched). An enum value no
+// caller sent stays denied, like any other literal never seen. It reports
+// whether the route has a wildcard.
+func (op *Operation) AppendKey(key []byte, segs []string) ([]byte, bool) {
+	wild := false
+	for i := range op.Segments {
+		s := &op.Segments[i]
+		key = append(key, '/')
+		switch s.Kind {
+		case Literal:
+			key = append(key, s.Lit...)
+		case Wildcard:
+			key = append(key, '{')
+			key = append(key, s.Type.String()...)
+			key = append(key, '}')
+			wild = true
+		case Enum:
+			key = append(key, segs[i]...)
+		}
+	}
+	return key, wild
+}
+
 // String is the operation's method and template, enums as {a|b}.
 func (op *Operation) String() string {
 	var b strings.Builder
