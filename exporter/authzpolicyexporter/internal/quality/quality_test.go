@@ -52,6 +52,7 @@ type slot struct {
 	name  string
 	gen   func(r *rand.Rand) string
 	legit *regexp.Regexp
+	enum  []string // an enum's values (the sparse mesh's specs)
 }
 
 var (
@@ -95,34 +96,44 @@ func randomBytes(r *rand.Rand, n int) []byte {
 var slots = func() map[string]*slot {
 	re := regexp.MustCompile
 	all := []*slot{
-		{"int", func(r *rand.Rand) string { return strconv.Itoa(1 + r.IntN(999_999)) }, re(`^[0-9]+$`)},
-		{"item", func(r *rand.Rand) string { return strconv.Itoa(1 + r.IntN(40)) }, re(`^[0-9]+$`)},
+		{"int", func(r *rand.Rand) string { return strconv.Itoa(1 + r.IntN(999_999)) }, re(`^[0-9]+$`), nil},
+		{"item", func(r *rand.Rand) string { return strconv.Itoa(1 + r.IntN(40)) }, re(`^[0-9]+$`), nil},
 		{"uuid", func(r *rand.Rand) string {
 			b := randomBytes(r, 16)
 			b[6] = b[6]&0x0f | 0x40
 			b[8] = b[8]&0x3f | 0x80
 			return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-		}, re(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)},
+		}, re(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`), nil},
 		{"order", func(r *rand.Rand) string {
 			return fmt.Sprintf("ord-%d-%06d", 2023+r.IntN(3), r.IntN(1_000_000))
-		}, re(`^ord-[0-9]{4}-[0-9]{6}$`)},
+		}, re(`^ord-[0-9]{4}-[0-9]{6}$`), nil},
 		{"account", func(r *rand.Rand) string {
 			return strconv.Itoa(1_000_000_000 + r.IntN(9_000_000_000))
-		}, re(`^[1-9][0-9]{9}$`)},
-		{"hex", func(r *rand.Rand) string { return hexString(r, 12+r.IntN(29)) }, re(`^[0-9a-f]{12,40}$`)},
-		{"username", func(r *rand.Rand) string { return names[r.IntN(len(names))] }, re(`^[a-z]+$`)},
+		}, re(`^[1-9][0-9]{9}$`), nil},
+		{"hex", func(r *rand.Rand) string { return hexString(r, 12+r.IntN(29)) }, re(`^[0-9a-f]{12,40}$`), nil},
+		{"username", func(r *rand.Rand) string { return names[r.IntN(len(names))] }, re(`^[a-z]+$`), nil},
 		{"token", func(r *rand.Rand) string {
 			return base64.RawURLEncoding.EncodeToString(randomBytes(r, 32))
-		}, re(`^[A-Za-z0-9_-]{43}$`)},
-		{"sku", func(r *rand.Rand) string { return fmt.Sprintf("SKU-%05d", r.IntN(100_000)) }, re(`^SKU-[0-9]{5}$`)},
+		}, re(`^[A-Za-z0-9_-]{43}$`), nil},
+		{"sku", func(r *rand.Rand) string { return fmt.Sprintf("SKU-%05d", r.IntN(100_000)) }, re(`^SKU-[0-9]{5}$`), nil},
 		{"slug", func(r *rand.Rand) string {
 			return adjectives[r.IntN(len(adjectives))] + "-" + nouns[r.IntN(len(nouns))]
-		}, re(`^[a-z]+(-[a-z]+)*$`)},
-		{"currency", func(r *rand.Rand) string { return currencies[r.IntN(len(currencies))] }, re(`^[A-Z]{3}$`)},
+		}, re(`^[a-z]+(-[a-z]+)*$`), nil},
+		{"currency", func(r *rand.Rand) string { return currencies[r.IntN(len(currencies))] }, re(`^[A-Z]{3}$`), nil},
 		{"date", func(r *rand.Rand) string {
 			return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, r.IntN(366)).Format(time.DateOnly)
-		}, re(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)},
-		{"word", func(r *rand.Rand) string { return names[r.IntN(len(names))] }, re(`^[a-z]+$`)},
+		}, re(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`), nil},
+		{"word", func(r *rand.Rand) string { return names[r.IntN(len(names))] }, re(`^[a-z]+$`), nil},
+		// The sparse mesh's (sparse_test.go).
+		{name: "handle", gen: func(r *rand.Rand) string {
+			n := names[r.IntN(len(names))]
+			if r.IntN(3) > 0 {
+				return n
+			}
+			return n + "_" + strconv.Itoa(1+r.IntN(99))
+		}, legit: re(`^[a-z]+(_[0-9]+)?$`)},
+		enumSlot("status", statuses),
+		enumSlot("region", regions),
 	}
 	m := map[string]*slot{}
 	for _, s := range all {
