@@ -296,6 +296,11 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 	}
 	dropped := e.agg.Observe(b.records)
 	counts[learned] -= int64(dropped.Total())
+	// The other enum values of the operations learned: dropped with a full
+	// aggregate like any access, but no spans (the spans were counted).
+	if len(b.expanded) > 0 {
+		e.agg.Observe(b.expanded)
+	}
 	counts[reasonAggregateFull] += int64(dropped.Full)
 	counts[reasonCallerFull] += int64(dropped.CallerFull)
 	if counts[learned] > 0 {

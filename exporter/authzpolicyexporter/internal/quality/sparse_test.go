@@ -265,7 +265,8 @@ func sparseSpecs(t *testing.T, w *world) map[string]*openapi.Spec {
 
 // learnSparse learns reqs as the exporter does (extract.go): the learner
 // checks and shapes the path, then an operation of the callee's spec, if
-// the request is one, gives its route. It returns the policy and what it
+// the request is one, gives its route, and the routes of its enums' other
+// values. It returns the policy and what it
 // holds per caller and method.
 func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (*opatest.Policy, *render.Bundle, int) {
 	learner, err := route.NewLearner(nil, maxPathLen, maxSegments)
@@ -280,8 +281,16 @@ func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (
 			p := route.TrimQuery(q.path)
 			op, ok := spec.Match(q.tpl.method, p)
 			require.True(t, ok, "%s %s is no operation of the spec", q.tpl.method, q.path)
-			k, w := op.AppendKey(nil, route.AppendSegments(nil, p))
+			segs := route.AppendSegments(nil, p)
+			k, w := op.AppendKey(nil, segs)
 			key, wild, origin = string(k), w, route.OpenAPI
+			ts := base.Add(time.Duration(i) * time.Second)
+			op.Alternatives(nil, segs, func(k []byte) {
+				records = append(records, aggregate.Record{
+					Key:   aggregate.Key{Destination: q.dst(), Source: q.src(), Method: q.tpl.method, Route: string(k)},
+					Stats: aggregate.Stats{Count: 1, FirstSeen: ts, LastSeen: ts, Origin: uint8(origin)},
+				})
+			})
 		}
 		var values uint64
 		if wild {

@@ -60,6 +60,12 @@ const MaxSpecBytes = 16 << 20
 // MaxOperations bounds the operations of one spec.
 const MaxOperations = 10000
 
+// MaxEnumRoutes bounds the routes one operation grants a caller: an
+// operation's enums are granted whole (see Operation.Alternatives), one
+// route per combination of their values, so an operation whose enums have
+// more combinations is refused.
+const MaxEnumRoutes = 64
+
 // Kind is the kind of a Slot.
 type Kind uint8
 
@@ -138,9 +144,9 @@ func (op *Operation) Template() (r route.Route, enums map[int][]string) {
 // AppendKey appends to key the route an operation grants for the
 // request whose raw segments are segs: the operation's literals and typed
 // wildcards, and at an enum position the value the request sent (one of
-// the enum's, or the operation would not have matched). An enum value no
-// caller sent stays denied, like any other literal never seen. It reports
-// whether the route has a wildcard.
+// the enum's, or the operation would not have matched); Alternatives gives
+// the routes of the enum's other values. It reports whether the route has
+// a wildcard.
 func (op *Operation) AppendKey(key []byte, segs []string) ([]byte, bool) {
 	wild := false
 	for i := range op.Segments {
@@ -159,6 +165,76 @@ func (op *Operation) AppendKey(key []byte, segs []string) ([]byte, bool) {
 		}
 	}
 	return key, wild
+}
+
+// combinations is the number of routes the operation's enums make, capped
+// just above MaxEnumRoutes.
+func (op *Operation) combinations() int {
+	n := 1
+	for i := range op.Segments {
+		if s := &op.Segments[i]; s.Kind == Enum {
+			n = min(n*len(s.Values), MaxEnumRoutes+1)
+		}
+	}
+	return n
+}
+
+// enumSizes says how many values each enum has, for a refusal.
+func (op *Operation) enumSizes() string {
+	var parts []string
+	for i := range op.Segments {
+		if s := &op.Segments[i]; s.Kind == Enum {
+			parts = append(parts, fmt.Sprintf("%s: %d values", s.Param, len(s.Values)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// HasEnum reports whether the operation has an enum position.
+func (op *Operation) HasEnum() bool {
+	return slices.ContainsFunc(op.Segments, func(s Slot) bool { return s.Kind == Enum })
+}
+
+// Alternatives calls fn with the key of every other route the operation
+// grants with the one AppendKey gives for the request segs: the same
+// route with the other values of its enums, every combination (fewer than
+// MaxEnumRoutes). A caller that used the operation is granted the whole
+// operation, as a {int} grants every integer; key is a buffer fn's
+// argument may reuse, valid until fn returns.
+func (op *Operation) Alternatives(key []byte, segs []string, fn func(key []byte)) {
+	var at []int
+	for i := range op.Segments {
+		if op.Segments[i].Kind == Enum {
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return
+	}
+	alt := slices.Clone(segs)
+	idx := make([]int, len(at))
+	for {
+		same := true
+		for j, i := range at {
+			alt[i] = op.Segments[i].Values[idx[j]]
+			same = same && alt[i] == segs[i]
+		}
+		if !same {
+			key, _ = op.AppendKey(key[:0], alt)
+			fn(key)
+		}
+		// The next combination, the last enum fastest.
+		j := len(at) - 1
+		for ; j >= 0; j-- {
+			if idx[j]++; idx[j] < len(op.Segments[at[j]].Values) {
+				break
+			}
+			idx[j] = 0
+		}
+		if j < 0 {
+			return
+		}
+	}
 }
 
 // String is the operation's method and template, enums as {a|b}.
@@ -421,6 +497,10 @@ func operation(doc *openapi3.T, p string, item *openapi3.PathItem, method string
 	}
 	if len(op.Segments) > route.MaxSegments {
 		return op, refusal(fmt.Sprintf("more than %d segments", route.MaxSegments))
+	}
+	if n := op.combinations(); n > MaxEnumRoutes {
+		return op, refusal(fmt.Sprintf("its enum values make more than %d routes per caller (%s); "+
+			"declare the parameter a string to learn it as {token}", MaxEnumRoutes, op.enumSizes()))
 	}
 	return op, nil
 }

@@ -436,3 +436,90 @@ paths: {}
 		}
 	}
 }
+
+// An operation's enums are granted whole: Alternatives gives every other
+// combination of their values, once each.
+func TestAlternatives(t *testing.T) {
+	s, err := Parse([]byte(`openapi: 3.0.0
+info: {title: t, version: "1"}
+paths:
+  /r/{region}/s/{state}/{id}:
+    get:
+      parameters:
+        - {name: region, in: path, required: true, schema: {enum: [eu, us, ap]}}
+        - {name: state, in: path, required: true, schema: {type: boolean}}
+        - {name: id, in: path, required: true, schema: {type: integer}}
+      responses: {"200": {description: ok}}
+  /n/{id}:
+    get:
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: integer}}
+      responses: {"200": {description: ok}}
+`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, ok := s.Match("GET", "/r/us/s/true/7")
+	if !ok || !op.HasEnum() {
+		t.Fatalf("no enum operation: %v %v", op, ok)
+	}
+	segs := route.AppendSegments(nil, "/r/us/s/true/7")
+	key, _ := op.AppendKey(nil, segs)
+	if string(key) != "/r/us/s/true/{int}" {
+		t.Fatalf("key %s", key)
+	}
+	var got []string
+	op.Alternatives(nil, segs, func(k []byte) { got = append(got, string(k)) })
+	want := []string{
+		"/r/ap/s/false/{int}", "/r/ap/s/true/{int}", "/r/eu/s/false/{int}", "/r/eu/s/true/{int}",
+		"/r/us/s/false/{int}",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("alternatives %q, want %q", got, want)
+	}
+	op, _ = s.Match("GET", "/n/7")
+	if op.HasEnum() {
+		t.Error("no enum here")
+	}
+	op.Alternatives(nil, route.AppendSegments(nil, "/n/7"), func([]byte) { t.Error("no alternatives without an enum") })
+}
+
+// An operation whose enums make more than MaxEnumRoutes routes is refused,
+// saying why; one at the limit is not.
+func TestEnumCap(t *testing.T) {
+	values := func(n int) string {
+		v := make([]string, n)
+		for i := range v {
+			v[i] = fmt.Sprintf("v%d", i)
+		}
+		return "[" + strings.Join(v, ", ") + "]"
+	}
+	doc := func(a, b int) string {
+		return `openapi: 3.0.0
+info: {title: t, version: "1"}
+paths:
+  /x/{a}/{b}:
+    get:
+      parameters:
+        - {name: a, in: path, required: true, schema: {enum: ` + values(a) + `}}
+        - {name: b, in: path, required: true, schema: {enum: ` + values(b) + `}}
+      responses: {"200": {description: ok}}
+`
+	}
+	s, err := Parse([]byte(doc(8, 8)), "t")
+	if err != nil || len(s.Operations) != 1 || len(s.Refused) != 0 {
+		t.Fatalf("8x8 enums: %v, %d operations, refused %v", err, len(s.Operations), s.Refused)
+	}
+	n := 0
+	s.Operations[0].Alternatives(nil, []string{"x", "v0", "v0"}, func([]byte) { n++ })
+	if n != MaxEnumRoutes-1 {
+		t.Errorf("%d alternatives, want %d", n, MaxEnumRoutes-1)
+	}
+	s, err = Parse([]byte(doc(65, 1)), "t")
+	if err != nil || len(s.Operations) != 0 || len(s.Refused) != 1 {
+		t.Fatalf("65 values: %v, %d operations, refused %v", err, len(s.Operations), s.Refused)
+	}
+	if r := s.Refused[0].Reason; !strings.Contains(r, "more than 64 routes per caller (a: 65 values, b: 1 values)") {
+		t.Errorf("reason %q", r)
+	}
+}
