@@ -307,11 +307,13 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 	}
 	// The learner has checked the path (length, dot segments, literals);
 	// an operation of the callee's spec, if it is one, gives its route.
+	var spec *openapi.Spec
 	var op *openapi.Operation
 	var segs []string
 	if e := x.specs.find(dst); e != nil {
 		var ok bool
-		if op, segs, ok = matchSpec(e.spec(), method, path); ok {
+		spec = e.spec() // once: a reload may replace it meanwhile
+		if op, segs, ok = matchSpec(spec, method, path); ok {
 			b.key, wild = op.AppendKey(b.key[:0], segs)
 			origin = route.OpenAPI
 		} else if e.strict {
@@ -333,7 +335,7 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 	// An operation with enums is granted whole: the routes of the enums'
 	// other values, with the stats of this use of the operation.
 	if op != nil && op.HasEnum() {
-		op.Alternatives(b.altKey[:0], segs, func(k []byte) {
+		spec.Alternatives(op, b.altKey[:0], segs, func(k []byte) {
 			alt := rec
 			alt.Route = b.keep(k)
 			alt.Values = 0

@@ -285,7 +285,7 @@ func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (
 			k, w := op.AppendKey(nil, segs)
 			key, wild, origin = string(k), w, route.OpenAPI
 			ts := base.Add(time.Duration(i) * time.Second)
-			op.Alternatives(nil, segs, func(k []byte) {
+			spec.Alternatives(op, nil, segs, func(k []byte) {
 				records = append(records, aggregate.Record{
 					Key:   aggregate.Key{Destination: q.dst(), Source: q.src(), Method: q.tpl.method, Route: string(k)},
 					Stats: aggregate.Stats{Count: 1, FirstSeen: ts, LastSeen: ts, Origin: uint8(origin)},

@@ -108,6 +108,15 @@ func Join(a, b Type) Type {
 	return max(a, b)
 }
 
+// Within reports whether every segment a admits, b admits too.
+func Within(a, b Type) bool { return Join(a, b) == b }
+
+// Meet reports whether some segment is admitted by both a and b: one is
+// within the other, or a UUID with a digit is an ID.
+func Meet(a, b Type) bool {
+	return Within(a, b) || Within(b, a) || a == UUID && b == ID || a == ID && b == UUID
+}
+
 func all(s string, f func(byte) bool) bool {
 	for i := 0; i < len(s); i++ {
 		if !f(s[i]) {

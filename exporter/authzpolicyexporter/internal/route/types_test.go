@@ -329,3 +329,26 @@ func seedStrings() []string {
 	}
 	return out
 }
+
+// Within and Meet agree with the types' matchers on segments of each kind:
+// what Within says is implied never fails, and Meet is true exactly when
+// some segment is admitted by both.
+func TestWithinAndMeet(t *testing.T) {
+	segs := []string{"0", "42", "ab1", "cafe", "a1b2c3", "user-1", "v1.2", "x_9~",
+		"alice", "me", ".hidden", "..x", "0f3c9e2a-1b4d-4c8e-9a7f-2d6b8e1c5a3f",
+		"abcdefab-abcd-abcd-abcd-abcdefabcdef", "ABCDEF01-2345-6789-abcd-ef0123456789"}
+	for _, a := range allTypes {
+		for _, b := range allTypes {
+			both := false
+			for _, s := range segs {
+				if a.Matches(s) && b.Matches(s) {
+					both = true
+				}
+				if Within(a, b) && a.Matches(s) {
+					assert.True(t, b.Matches(s), "Within(%s, %s) but %q", a, b, s)
+				}
+			}
+			assert.Equal(t, both, Meet(a, b), "Meet(%s, %s)", a, b)
+		}
+	}
+}

@@ -195,13 +195,14 @@ func (op *Operation) HasEnum() bool {
 	return slices.ContainsFunc(op.Segments, func(s Slot) bool { return s.Kind == Enum })
 }
 
-// Alternatives calls fn with the key of every other route the operation
-// grants with the one AppendKey gives for the request segs: the same
+// Alternatives calls fn with the key of every other route op grants
+// with the one Operation.AppendKey gives for the request segs: the same
 // route with the other values of its enums, every combination (fewer than
-// MaxEnumRoutes). A caller that used the operation is granted the whole
-// operation, as a {int} grants every integer; key is a buffer fn's
+// MaxEnumRoutes), but those whose every request an operation before op
+// takes (see Preceding). A caller that used the operation is granted the
+// whole operation, as a {int} grants every integer; key is a buffer fn's
 // argument may reuse, valid until fn returns.
-func (op *Operation) Alternatives(key []byte, segs []string, fn func(key []byte)) {
+func (s *Spec) Alternatives(op *Operation, key []byte, segs []string, fn func(key []byte)) {
 	var at []int
 	for i := range op.Segments {
 		if op.Segments[i].Kind == Enum {
@@ -212,14 +213,16 @@ func (op *Operation) Alternatives(key []byte, segs []string, fn func(key []byte)
 		return
 	}
 	alt := slices.Clone(segs)
+	r, _ := op.Template()
 	idx := make([]int, len(at))
 	for {
 		same := true
 		for j, i := range at {
 			alt[i] = op.Segments[i].Values[idx[j]]
+			r[i] = route.Segment{Lit: alt[i]}
 			same = same && alt[i] == segs[i]
 		}
-		if !same {
+		if _, whole := s.before(op, r); !same && !whole {
 			key, _ = op.AppendKey(key[:0], alt)
 			fn(key)
 		}
@@ -744,4 +747,120 @@ func (s *Spec) Match(method, path string) (*Operation, bool) {
 		}
 	}
 	return nil, false
+}
+
+// grants reports whether r is a route op grants: its template with, at
+// each enum position, one of the enum's values.
+func (op *Operation) grants(r route.Route) bool {
+	if len(r) != len(op.Segments) {
+		return false
+	}
+	for i := range op.Segments {
+		s := &op.Segments[i]
+		switch s.Kind {
+		case Literal:
+			if r[i].Wild != 0 || r[i].Lit != s.Lit {
+				return false
+			}
+		case Wildcard:
+			if r[i].Wild != s.Type {
+				return false
+			}
+		case Enum:
+			if r[i].Wild != 0 || !s.Matches(r[i].Lit) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Preceding returns what the operations before r's own in matching order
+// take of route r, which an operation grants for method: the routes of
+// r's requests each admits, so that a request r admits is its operation's
+// exactly when none of them admits it too. whole reports that one takes
+// every request r admits. r's operation is the first that grants it; for
+// a route no operation grants, Preceding returns nothing.
+func (s *Spec) Preceding(method string, r route.Route) (taken []route.Route, whole bool) {
+	for _, i := range s.byShape[shape{method, len(r)}] {
+		if op := &s.Operations[i]; op.grants(r) {
+			return s.before(op, r)
+		}
+	}
+	return nil, false
+}
+
+// before is Preceding for r as a route of op.
+func (s *Spec) before(op *Operation, r route.Route) (taken []route.Route, whole bool) {
+	for _, i := range s.byShape[shape{op.Method, len(r)}] {
+		o := &s.Operations[i]
+		if o == op {
+			break
+		}
+		at := len(taken)
+		taken = o.within(r, taken)
+		for _, t := range taken[at:] {
+			whole = whole || slices.Equal(t, r)
+		}
+	}
+	return taken, whole
+}
+
+// within appends to out the routes of r's requests op admits: at each of
+// r's wildcards, op's literal, its enum values r's type admits, or the
+// narrower of the two types. Nothing when op and r admit no request in
+// common.
+func (op *Operation) within(r route.Route, out []route.Route) []route.Route {
+	at := len(out)
+	out = append(out, slices.Clone(r))
+	for i := range op.Segments {
+		s, want := &op.Segments[i], r[i]
+		if want.Wild == 0 {
+			if !s.Matches(want.Lit) {
+				return out[:at]
+			}
+			continue
+		}
+		switch s.Kind {
+		case Literal:
+			if !want.Wild.Matches(s.Lit) {
+				return out[:at]
+			}
+			for k := at; k < len(out); k++ {
+				out[k][i] = route.Segment{Lit: s.Lit}
+			}
+		case Wildcard:
+			if !route.Meet(want.Wild, s.Type) {
+				return out[:at]
+			}
+			if !route.Within(want.Wild, s.Type) {
+				for k := at; k < len(out); k++ {
+					out[k][i] = route.Segment{Wild: s.Type}
+				}
+			}
+		case Enum:
+			var values []string
+			for _, v := range s.Values {
+				if want.Wild.Matches(v) {
+					values = append(values, v)
+				}
+			}
+			if len(values) == 0 {
+				return out[:at]
+			}
+			// Each route so far, once per value.
+			n := len(out)
+			for _, v := range values[1:] {
+				for k := at; k < n; k++ {
+					c := slices.Clone(out[k])
+					c[i] = route.Segment{Lit: v}
+					out = append(out, c)
+				}
+			}
+			for k := at; k < n; k++ {
+				out[k][i] = route.Segment{Lit: values[0]}
+			}
+		}
+	}
+	return out
 }

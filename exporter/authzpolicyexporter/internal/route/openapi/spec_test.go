@@ -469,7 +469,7 @@ paths:
 		t.Fatalf("key %s", key)
 	}
 	var got []string
-	op.Alternatives(nil, segs, func(k []byte) { got = append(got, string(k)) })
+	s.Alternatives(op, nil, segs, func(k []byte) { got = append(got, string(k)) })
 	want := []string{
 		"/r/ap/s/false/{int}", "/r/ap/s/true/{int}", "/r/eu/s/false/{int}", "/r/eu/s/true/{int}",
 		"/r/us/s/false/{int}",
@@ -481,7 +481,7 @@ paths:
 	if op.HasEnum() {
 		t.Error("no enum here")
 	}
-	op.Alternatives(nil, route.AppendSegments(nil, "/n/7"), func([]byte) { t.Error("no alternatives without an enum") })
+	s.Alternatives(op, nil, route.AppendSegments(nil, "/n/7"), func([]byte) { t.Error("no alternatives without an enum") })
 }
 
 // An operation whose enums make more than MaxEnumRoutes routes is refused,
@@ -511,7 +511,7 @@ paths:
 		t.Fatalf("8x8 enums: %v, %d operations, refused %v", err, len(s.Operations), s.Refused)
 	}
 	n := 0
-	s.Operations[0].Alternatives(nil, []string{"x", "v0", "v0"}, func([]byte) { n++ })
+	s.Alternatives(&s.Operations[0], nil, []string{"x", "v0", "v0"}, func([]byte) { n++ })
 	if n != MaxEnumRoutes-1 {
 		t.Errorf("%d alternatives, want %d", n, MaxEnumRoutes-1)
 	}
@@ -522,4 +522,124 @@ paths:
 	if r := s.Refused[0].Reason; !strings.Contains(r, "more than 64 routes per caller (a: 65 values, b: 1 values)") {
 		t.Errorf("reason %q", r)
 	}
+}
+
+// Preceding lists what the operations before a route's own take of it,
+// narrowed to the route, and nothing for a route no operation grants.
+func TestPreceding(t *testing.T) {
+	s := load(t, "overlap.yaml")
+	for _, tc := range []struct {
+		method, route string
+		taken         []string
+		whole         bool
+	}{
+		{"GET", "/api/users/{token}", []string{"/api/users/me"}, false},
+		{"GET", "/api/users/me", nil, false},
+		{"GET", "/api/users/{token}/orders/{int}", []string{"/api/users/admin/orders/{int}"}, false},
+		// An enum's other values go to the operations before it, whole or
+		// in part; its literal route is taken where a literal is first.
+		{"GET", "/api/shops/eu/items/{int}", []string{"/api/shops/eu/items/{int}"}, true},
+		{"GET", "/api/shops/us/items/{int}", nil, false},
+		// A literal before a wildcard, at the wildcard's type.
+		{"GET", "/api/shops/{token}/{token}/{uuid}", []string{"/api/shops/eu/items/{uuid}"}, false},
+		// An enum's values a wildcard admits, one route each.
+		{"GET", "/api/catalog/{token}/{token}", []string{"/api/catalog/3/list", "/api/catalog/books/list", "/api/catalog/films/list"}, false},
+		// Types that meet without one holding the other: the narrower
+		// type of the two, or the earlier operation's.
+		{"GET", "/api/v/{token}/x", []string{"/api/v/{int}/x"}, false},
+		{"DELETE", "/api/v/{token}/x", nil, false},
+		{"GET", "/api/nowhere/{int}", nil, false},
+		{"POST", "/api/users/{token}", nil, false},
+	} {
+		rt, err := route.ParseKey(tc.route)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken, whole := s.Preceding(tc.method, rt)
+		var got []string
+		for _, r := range taken {
+			got = append(got, r.String())
+		}
+		if !slices.Equal(got, tc.taken) || whole != tc.whole {
+			t.Errorf("%s %s: taken %q whole %v, want %q %v", tc.method, tc.route, got, whole, tc.taken, tc.whole)
+		}
+	}
+	// An enum's alternative taken whole is no alternative: the eu items
+	// are /shops/eu/items/{sku}'s.
+	op, ok := s.Match("GET", "/api/shops/us/items/7")
+	if !ok {
+		t.Fatal("no shops operation")
+	}
+	var alts []string
+	s.Alternatives(op, nil, route.AppendSegments(nil, "/api/shops/us/items/7"), func(k []byte) { alts = append(alts, string(k)) })
+	if want := []string{"/api/shops/5/items/{int}"}; !slices.Equal(alts, want) {
+		t.Errorf("alternatives %q, want %q", alts, want)
+	}
+}
+
+// A route of an operation admits a request, none of what Preceding says
+// the operations before it take admitting it too, exactly when Match
+// gives that operation: every route of every operation of a spec of
+// overlapping operations, against every path of their segments.
+func TestPrecedingAgreesWithMatch(t *testing.T) {
+	s := load(t, "overlap.yaml")
+	vocab := []string{"users", "me", "admin", "alice", "orders", "7", "5", "x", "shops", "eu", "us",
+		"items", "latest", "v", "catalog", "books", "list", "3", "0f3c9e2a-1b4d-4c8e-9a7f-2d6b8e1c5a3f"}
+	var probes [][]string
+	var grow func(segs []string)
+	grow = func(segs []string) {
+		if len(segs) >= 3 {
+			probes = append(probes, slices.Clone(segs))
+		}
+		if len(segs) == 5 {
+			return
+		}
+		for _, v := range vocab {
+			grow(append(segs, v))
+		}
+	}
+	grow([]string{"api"})
+	checked := 0
+	for i := range s.Operations {
+		op := &s.Operations[i]
+		for _, rt := range grantedRoutes(op) {
+			taken, _ := s.Preceding(op.Method, rt)
+			for _, p := range probes {
+				got := rt.Match(p) && !slices.ContainsFunc(taken, func(r route.Route) bool { return r.Match(p) })
+				m, ok := s.Match(op.Method, "/"+strings.Join(p, "/"))
+				want := ok && m == op && rt.Match(p)
+				if got != want {
+					t.Fatalf("%s %s on /%s: route and taken say %v, Match %v (taken %v)", op.Method, rt, strings.Join(p, "/"), got, want, taken)
+				}
+				if want {
+					checked++
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d requests granted: the probes miss the spec", checked)
+	}
+}
+
+// grantedRoutes are the routes an operation grants: its template with
+// every combination of its enums' values.
+func grantedRoutes(op *Operation) []route.Route {
+	tpl, _ := op.Template()
+	out := []route.Route{tpl}
+	for i, s := range op.Segments {
+		if s.Kind != Enum {
+			continue
+		}
+		var next []route.Route
+		for _, r := range out {
+			for _, v := range s.Values {
+				c := slices.Clone(r)
+				c[i] = route.Segment{Lit: v}
+				next = append(next, c)
+			}
+		}
+		out = next
+	}
+	return out
 }
