@@ -403,6 +403,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		ModeRules:            e.modeRules,
 		TrustDomains:         e.cfg.TrustDomains,
 		Overrides:            ov,
+		Preceding:            e.extract.specs.preceding,
 		Signing:              e.signing,
 		PerCallee:            e.callees != nil,
 		Cache:                e.cache,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadatatest"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route/openapi"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
@@ -268,4 +269,82 @@ func TestSpecReload(t *testing.T) {
 	assert.True(t, allowed(p, admin))
 	outcomes(1, 1)
 	assert.Equal(t, 1, logs.FilterMessage("Read the changed API spec").Len())
+}
+
+// Operations of one spec may admit the same request; the spec's matching
+// order gives it to one (a literal before a wildcard, at the first segment
+// where they differ). A caller is allowed a request exactly when its
+// operation is one the caller used: /users/{name} is no grant of
+// /users/me. Checked with OPA on the real bundle for every path of the
+// spec's segments, for a caller of the wildcard operations and one of the
+// literal ones.
+func TestOverlappingOperations(t *testing.T) {
+	const file = "internal/route/openapi/testdata/overlap.yaml"
+	spec, err := openapi.Load(file)
+	require.NoError(t, err)
+	wide := []call{
+		{"GET", "/api/users/alice"},
+		{"GET", "/api/users/bob/orders/7"},
+		{"GET", "/api/shops/us/items/7"},
+		{"GET", "/api/shops/acme/toys/0f3c9e2a-1b4d-4c8e-9a7f-2d6b8e1c5a3f"},
+		{"GET", "/api/catalog/alice/list2"},
+		{"GET", "/api/v/abc/x"},
+		{"GET", "/api/v/5/zz"},
+	}
+	narrow := []call{
+		{"GET", "/api/users/me"},
+		{"GET", "/api/users/admin/orders/abc"},
+		{"GET", "/api/shops/eu/items/sku-1"},
+		{"GET", "/api/catalog/books/list"},
+	}
+	ctx := context.Background()
+	e, dir := newTestExporter(t, func(c *Config) {
+		c.Routes.OpenAPI = []OpenAPIConfig{{Callee: shop, Spec: file, Strict: true}}
+	})
+	require.NoError(t, e.consumeTraces(ctx, callSpans(shop, frontend, wide...)))
+	require.NoError(t, e.consumeTraces(ctx, callSpans(shop, backend, narrow...)))
+	require.NoError(t, e.flush(ctx))
+	policy := readBundle(t, dir)
+
+	// Every path of up to three segments below the base path, and of four
+	// for the operations that have four.
+	vocab := []string{"users", "me", "admin", "alice", "orders", "7", "x", "shops", "eu", "us",
+		"items", "latest", "v", "catalog", "books", "list", "0f3c9e2a-1b4d-4c8e-9a7f-2d6b8e1c5a3f"}
+	var probes []string
+	var grow func(p string, n int)
+	grow = func(p string, n int) {
+		if n >= 2 {
+			probes = append(probes, p)
+		}
+		if n == 4 || n == 3 && !strings.HasPrefix(p, "/api/users/") && !strings.HasPrefix(p, "/api/shops/") {
+			return
+		}
+		for _, v := range vocab {
+			grow(p+"/"+v, n+1)
+		}
+	}
+	grow("/api", 0)
+	for _, caller := range []struct {
+		id    string
+		calls []call
+	}{{frontend, wide}, {backend, narrow}} {
+		used := map[*openapi.Operation]bool{}
+		for _, c := range caller.calls {
+			op, ok := spec.Match(c.method, c.path)
+			require.True(t, ok, "%s %s", c.method, c.path)
+			used[op] = true
+		}
+		allowed := 0
+		for _, p := range probes {
+			op, ok := spec.Match("GET", p)
+			want := ok && used[op]
+			got := policy.Allowed(opatest.Request{Destination: shop, Source: caller.id, Method: "GET", Path: p})
+			require.Equal(t, want, got, "%s GET %s (operation %v)", caller.id, p, op)
+			if want {
+				allowed++
+			}
+		}
+		t.Logf("%s: %d of %d paths allowed, each its operation's", caller.id, allowed, len(probes))
+		assert.Greater(t, allowed, 10)
+	}
 }

@@ -228,3 +228,26 @@ paths:
 		t.Run(name, func(t *testing.T) { rtLoadWithin(t, body) })
 	}
 }
+
+const rtOverlap = `openapi: 3.0.3
+info: {title: t, version: "1"}
+servers: [{url: /api}]
+paths:
+  /users/me:
+    get: {responses: {"200": {description: ok}}}
+  /users/{name}:
+    get:
+      parameters: [{name: name, in: path, required: true, schema: {type: string}}]
+      responses: {"200": {description: ok}}
+`
+
+// Found by the red team: a caller that used only /users/{name} was also
+// allowed /users/me, its own operation.
+func TestRedteamFixedWildcardOperationIsNotTheLiteralOne(t *testing.T) {
+	allowed := rtLearn(t, rtSpec(t, rtOverlap), false, 0, call{"GET", "/api/users/alice"})
+	assert.True(t, allowed("GET", "/api/users/bob"))
+	assert.False(t, allowed("GET", "/api/users/me"))
+	allowed = rtLearn(t, rtSpec(t, rtOverlap), false, 0, call{"GET", "/api/users/me"})
+	assert.True(t, allowed("GET", "/api/users/me"))
+	assert.False(t, allowed("GET", "/api/users/bob"))
+}

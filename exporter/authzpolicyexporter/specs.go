@@ -56,6 +56,17 @@ func (s *specSet) find(dst string) *specEntry {
 	return nil
 }
 
+// preceding is openapi.Spec.Preceding for a route of callee dst's spec
+// (render.Options.Preceding).
+func (s *specSet) preceding(dst, method string, rt route.Route) []route.Route {
+	e := s.find(dst)
+	if e == nil {
+		return nil
+	}
+	taken, _ := e.spec().Preceding(method, rt)
+	return taken
+}
+
 // spec returns the spec in use.
 func (e *specEntry) spec() *openapi.Spec { return e.inUse.Load() }
 

@@ -145,21 +145,47 @@ func (c *Cache) callee(base [32]byte, dst string, recs []aggregate.Record, opts 
 		h.Write([]byte(s))
 	}
 	field(dst)
-	for _, r := range recs {
+	var taken [][]route.Route // by record, what an operation's route leaves out
+	for k, r := range recs {
 		field(r.Source)
 		field(r.Method)
 		field(r.Route)
 		// What the backstop may widen depends on the origin.
 		h.Write([]byte{byte(r.Stats.Origin)})
+		if ex := preceding(dst, r, opts); len(ex) > 0 {
+			if taken == nil {
+				taken = make([][]route.Route, len(recs))
+			}
+			taken[k] = ex
+			for _, e := range ex {
+				field(e.String())
+			}
+		}
+		h.Write([]byte{0xff}) // the end of a record's exceptions
 	}
 	key := [32]byte(h.Sum(nil))
 	if old := c.callees[dst]; old != nil && old.key == key {
 		return old, nil
 	}
-	return renderCallee(key, dst, recs, opts)
+	return renderCallee(key, dst, recs, taken, opts)
 }
 
-func renderCallee(key [32]byte, dst string, recs []aggregate.Record, opts Options) (*callee, error) {
+// preceding is what the operations before a wildcard route of an API
+// spec's take of it (Options.Preceding), in route order.
+func preceding(dst string, r aggregate.Record, opts Options) []route.Route {
+	if opts.Preceding == nil || route.Origin(r.Stats.Origin) != route.OpenAPI || !strings.Contains(r.Route, "{") {
+		return nil
+	}
+	rt, err := route.ParseKey(r.Route)
+	if err != nil || !rt.HasWildcard() {
+		return nil
+	}
+	ex := opts.Preceding(dst, r.Method, rt)
+	slices.SortFunc(ex, func(a, b route.Route) int { return strings.Compare(a.String(), b.String()) })
+	return slices.CompactFunc(ex, func(a, b route.Route) bool { return a.String() == b.String() })
+}
+
+func renderCallee(key [32]byte, dst string, recs []aggregate.Record, taken [][]route.Route, opts Options) (*callee, error) {
 	c := &callee{key: key, cover: make([]int32, len(recs)), exact: make([]bool, len(recs)), bits: make([]uint64, len(recs))}
 	callers := map[string]map[string]*grant{}
 	for i := 0; i < len(recs); {
@@ -167,7 +193,11 @@ func renderCallee(key [32]byte, dst string, recs []aggregate.Record, opts Option
 		for j < len(recs) && recs[j].Source == recs[i].Source && recs[j].Method == recs[i].Method {
 			j++
 		}
-		if gr := c.group(dst, recs[i:j], i, opts); gr != nil {
+		var tk [][]route.Route
+		if taken != nil {
+			tk = taken[i:j]
+		}
+		if gr := c.group(dst, recs[i:j], tk, i, opts); gr != nil {
 			if callers[recs[i].Source] == nil {
 				callers[recs[i].Source] = map[string]*grant{}
 			}
@@ -194,12 +224,14 @@ func renderCallee(key [32]byte, dst string, recs []aggregate.Record, opts Option
 }
 
 // group renders the records of one caller and method, recs[0] being the
-// callee's record number at, and returns their grant (nil for none).
-func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options) *grant {
+// callee's record number at, and taken what each operation's route leaves
+// out (nil for none); it returns their grant (nil for none).
+func (c *callee) group(dst string, recs []aggregate.Record, taken [][]route.Route, at int, opts Options) *grant {
 	src, method := recs[0].Source, recs[0].Method
 	var routes []route.Route
 	var keep []bool // routes from an API spec, kept out of the backstop
 	var index []int // record number of each route
+	except := map[string][]route.Route{}
 	for k, r := range recs {
 		c.cover[at+k] = -1
 		rt, err := route.ParseKey(r.Route)
@@ -219,6 +251,9 @@ func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options
 		routes = append(routes, rt)
 		keep = append(keep, route.Origin(r.Stats.Origin) == route.OpenAPI)
 		index = append(index, at+k)
+		if taken != nil && len(taken[k]) > 0 {
+			except[r.Route] = taken[k]
+		}
 	}
 	if len(routes) == 0 {
 		return nil
@@ -229,14 +264,14 @@ func (c *callee) group(dst string, recs []aggregate.Record, at int, opts Options
 	gr := &grant{}
 	for i, rt := range generalized {
 		ruleOf[i] = -1
-		rule := Rule{Destination: dst, Source: src, Method: method, Route: rt}
+		rule := Rule{Destination: dst, Source: src, Method: method, Route: rt, Except: except[rt.String()]}
 		if opts.Overrides.Denies(dst, src, method, rt) {
 			c.denied = append(c.denied, rule)
 			continue
 		}
 		ruleOf[i] = int32(len(c.rules))
 		c.rules = append(c.rules, rule)
-		gr.add(rt)
+		gr.add(rt, rule.Except)
 	}
 	// Each record's evidence goes to the route equal to it, or else to the
 	// first wildcard covering it (Generalize keeps every one covered).

@@ -75,6 +75,11 @@ type Options struct {
 	// PerCallee also renders each known callee's own bundle
 	// (Bundle.Callees).
 	PerCallee bool
+	// Preceding, when set, gives for a wildcard route of an API spec's
+	// operation (origin openapi) the routes of what the operations the
+	// spec matches before it take of it (openapi.Spec.Preceding): the
+	// grant leaves their requests out (Rule.Except).
+	Preceding func(dst, method string, rt route.Route) []route.Route
 	// Cache, when set, keeps each callee's rendering for the next call.
 	Cache *Cache
 	// Signing, when set, signs the bundle: the tarball and Files gain
@@ -331,9 +336,10 @@ func (d *digest) add(name string, value []byte) {
 
 func (d *digest) revision() string { return hex.EncodeToString(d.h.Sum(nil)[:16]) }
 
-// add grants rt: a literal route is a path looked up whole, a route with
-// wildcards a template listed by its number of segments.
-func (g *grant) add(rt route.Route) {
+// add grants rt less except (see Rule.Except): a literal route is a path
+// looked up whole, a route with wildcards a template listed by its number
+// of segments.
+func (g *grant) add(rt route.Route, except []route.Route) {
 	if !rt.HasWildcard() {
 		if g.Paths == nil {
 			g.Paths = map[string]bool{}
@@ -344,7 +350,7 @@ func (g *grant) add(rt route.Route) {
 	if g.Templates == nil {
 		g.Templates = templates{}
 	}
-	g.Templates.add(rt)
+	g.Templates.add(rt, except)
 }
 
 // assemble lays out a bundle of one module and its data, the module below

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -19,10 +20,29 @@ import (
 )
 
 // Rule is one allow rule of a bundle: a caller may call a callee with a
-// method on a route.
+// method on a route, but for the requests an Except route admits too.
+// Those are the requests of the operations an API spec matches before
+// the route's own (see Options.Preceding); they are no part of what
+// identifies the rule.
 type Rule struct {
 	Destination, Source, Method string
 	Route                       route.Route
+	Except                      []route.Route
+}
+
+// Admits reports whether the rule grants the request whose raw segments
+// are segs, as the policy decides it.
+func (r Rule) Admits(segs []string) bool {
+	return r.Route.Match(segs) && !slices.ContainsFunc(r.Except, func(e route.Route) bool { return e.Match(segs) })
+}
+
+// ExceptText is the Except routes, comma-separated, "" for none.
+func (r Rule) ExceptText() string {
+	parts := make([]string, len(r.Except))
+	for i, e := range r.Except {
+		parts[i] = e.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Key identifies the rule.
@@ -168,7 +188,7 @@ func addRules(rules *[]Rule, dst string, callers map[string]any) error {
 				return fmt.Errorf("%s -> %s %s: %w", src, dst, method, err)
 			}
 			for _, rt := range routes {
-				*rules = append(*rules, Rule{Destination: dst, Source: src, Method: method, Route: rt})
+				*rules = append(*rules, Rule{Destination: dst, Source: src, Method: method, Route: rt.route, Except: rt.except})
 			}
 		}
 	}
@@ -220,19 +240,25 @@ func walkGrants(dec *json.Decoder, path []string, visit func(dst string, callers
 	return jsonstream.Expect(dec, json.Delim('}'))
 }
 
-func grantRoutes(g any) ([]route.Route, error) {
+// grantRoute is a route a grant holds, with what it leaves out.
+type grantRoute struct {
+	route  route.Route
+	except []route.Route
+}
+
+func grantRoutes(g any) ([]grantRoute, error) {
 	gm, ok := g.(map[string]any)
 	if !ok {
 		return nil, errors.New("grant is not an object")
 	}
-	var out []route.Route
+	var out []grantRoute
 	paths, _ := gm["paths"].(map[string]any)
 	for p := range paths {
 		rt, err := route.ParseKey(p)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rt)
+		out = append(out, grantRoute{route: rt})
 	}
 	if t, ok := gm["templates"]; ok {
 		rts, err := readTemplates(t)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,11 +16,48 @@ import (
 // wildcards at the same positions, keyed by their literal segments joined
 // by "/" (no segment holds one): a request finds its candidates with one
 // keyed lookup and checks only the wildcard positions. Each candidate is
-// the wildcards' types, position by position.
+// the wildcards' types, position by position. Operations are the routes
+// of API specs' operations that others take requests from.
 type templateGroup struct {
-	Literals  []int                 `json:"literals"`
-	Wildcards []int                 `json:"wildcards"`
-	Routes    map[string][][]string `json:"routes"`
+	Literals   []int                        `json:"literals"`
+	Wildcards  []int                        `json:"wildcards"`
+	Routes     map[string][][]string        `json:"routes,omitempty"`
+	Operations map[string][]*operationRoute `json:"operations,omitempty"`
+}
+
+// operationRoute is a route of an operation less what the operations
+// matched before it take (Rule.Except): Except by the values at the
+// wildcards joined by "/" where such a route has a literal at each,
+// ExceptMatching by its segments at the wildcards otherwise, null where
+// it has the route's own wildcard, a string for a literal, a wildcard for
+// a type.
+type operationRoute struct {
+	Types          []string           `json:"types"`
+	Except         map[string]bool    `json:"except,omitempty"`
+	ExceptMatching [][]*exceptSegment `json:"except_matching,omitempty"`
+}
+
+// exceptSegment is a literal or a wildcard; nil stands for the route's
+// own wildcard.
+type exceptSegment struct {
+	lit  string
+	wild string
+}
+
+func (e *exceptSegment) MarshalJSON() ([]byte, error) {
+	if e.wild != "" {
+		return json.Marshal(wildcard{Type: e.wild})
+	}
+	return json.Marshal(e.lit)
+}
+
+func (e *exceptSegment) UnmarshalJSON(b []byte) error {
+	var w wildcard
+	if json.Unmarshal(b, &w) == nil && w.Type != "" {
+		e.wild = w.Type
+		return nil
+	}
+	return json.Unmarshal(b, &e.lit)
 }
 
 // templates are a grant's templateGroups by segment count, then by their
@@ -28,7 +66,7 @@ type templateGroup struct {
 // an object only as far as it is looked into.
 type templates map[string]map[string]*templateGroup
 
-func (t templates) add(rt route.Route) {
+func (t templates) add(rt route.Route, except []route.Route) {
 	lits := []int{} // a list, also for a route of wildcards only
 	var wilds []int
 	var key, types, at []string
@@ -49,11 +87,46 @@ func (t templates) add(rt route.Route) {
 	id := strings.Join(at, ",")
 	g := t[n][id]
 	if g == nil {
-		g = &templateGroup{Literals: lits, Wildcards: wilds, Routes: map[string][][]string{}}
+		g = &templateGroup{Literals: lits, Wildcards: wilds}
 		t[n][id] = g
 	}
 	k := strings.Join(key, "/")
-	g.Routes[k] = append(g.Routes[k], types)
+	if len(except) == 0 {
+		if g.Routes == nil {
+			g.Routes = map[string][][]string{}
+		}
+		g.Routes[k] = append(g.Routes[k], types)
+		return
+	}
+	op := &operationRoute{Types: types}
+	for _, ex := range except {
+		var lits []string
+		row := make([]*exceptSegment, len(wilds))
+		for j, i := range wilds {
+			switch {
+			case ex[i] == rt[i]:
+			case ex[i].Wild == 0:
+				row[j] = &exceptSegment{lit: ex[i].Lit}
+			default:
+				row[j] = &exceptSegment{wild: ex[i].Wild.String()}
+			}
+			if ex[i].Wild == 0 {
+				lits = append(lits, ex[i].Lit)
+			}
+		}
+		if len(lits) == len(wilds) {
+			if op.Except == nil {
+				op.Except = map[string]bool{}
+			}
+			op.Except[strings.Join(lits, "/")] = true
+		} else {
+			op.ExceptMatching = append(op.ExceptMatching, row)
+		}
+	}
+	if g.Operations == nil {
+		g.Operations = map[string][]*operationRoute{}
+	}
+	g.Operations[k] = append(g.Operations[k], op)
 }
 
 // sort orders each key's candidates, whatever the order routes came in.
@@ -63,19 +136,29 @@ func (t templates) sort() {
 			for _, c := range g.Routes {
 				slices.SortFunc(c, slices.Compare)
 			}
+			for _, ops := range g.Operations {
+				slices.SortFunc(ops, func(a, b *operationRoute) int { return strings.Compare(a.key(), b.key()) })
+			}
 		}
 	}
+}
+
+// key orders a grant's operation routes: by their types, then by what
+// they leave out.
+func (o *operationRoute) key() string {
+	b, _ := json.Marshal(o)
+	return string(b)
 }
 
 // readTemplates returns the routes of a grant's "templates" as a bundle
 // holds them: in templateGroups, or, as the version before them wrote, each
 // route a list of literal segments and {"type": ...} wildcards.
-func readTemplates(v any) ([]route.Route, error) {
+func readTemplates(v any) ([]grantRoute, error) {
 	byCount, ok := v.(map[string]any)
 	if !ok {
 		return nil, errors.New("templates are not an object")
 	}
-	var out []route.Route
+	var out []grantRoute
 	for n, groups := range byCount {
 		switch groups := groups.(type) {
 		case map[string]any:
@@ -100,7 +183,7 @@ func readTemplates(v any) ([]route.Route, error) {
 				if err != nil {
 					return nil, err
 				}
-				out = append(out, rt)
+				out = append(out, grantRoute{route: rt})
 			}
 		default:
 			return nil, errors.New("templates of a segment count are neither groups nor a list")
@@ -109,7 +192,13 @@ func readTemplates(v any) ([]route.Route, error) {
 	return out, nil
 }
 
-func readGroup(count string, g map[string]any) ([]route.Route, error) {
+// group is a templateGroup's layout, as readGroup reads it.
+type group struct {
+	n           int
+	lits, wilds []int
+}
+
+func readGroup(count string, g map[string]any) ([]grantRoute, error) {
 	n, err := strconv.Atoi(count)
 	if err != nil || n < 1 {
 		return nil, fmt.Errorf("template group of %q segments", count)
@@ -135,45 +224,124 @@ func readGroup(count string, g map[string]any) ([]route.Route, error) {
 	if len(wilds) == 0 || len(lits)+len(wilds) != n || !slices.Equal(lits, rest) {
 		return nil, errors.New("template group: literal and wildcard positions do not partition the route")
 	}
-	routes, ok := g["routes"].(map[string]any)
-	if !ok {
+	gr := group{n: n, lits: lits, wilds: wilds}
+	routes, hasRoutes := g["routes"].(map[string]any)
+	ops, hasOps := g["operations"].(map[string]any)
+	if !hasRoutes && !hasOps {
 		return nil, errors.New("template group without routes")
 	}
-	var out []route.Route
+	var out []grantRoute
 	for key, cands := range routes {
-		var parts []string
-		if len(lits) > 0 {
-			parts = strings.Split(key, "/")
-		} else if key != "" {
-			parts = []string{key}
-		}
-		if len(parts) != len(lits) {
-			return nil, fmt.Errorf("template key %q does not have %d literal segments", key, len(lits))
-		}
 		list, ok := cands.([]any)
 		if !ok {
 			return nil, errors.New("template candidates are not a list")
 		}
 		for _, c := range list {
-			types, ok := c.([]any)
-			if !ok || len(types) != len(wilds) {
-				return nil, errors.New("template candidate does not type each wildcard")
+			rt, err := gr.route(key, c)
+			if err != nil {
+				return nil, err
 			}
-			rt := make(route.Route, n)
-			for j, i := range lits {
-				rt[i].Lit = parts[j]
+			out = append(out, grantRoute{route: rt})
+		}
+	}
+	for key, cands := range ops {
+		list, ok := cands.([]any)
+		if !ok {
+			return nil, errors.New("template operations are not a list")
+		}
+		for _, c := range list {
+			cm, ok := c.(map[string]any)
+			if !ok {
+				return nil, errors.New("template operation is not an object")
 			}
-			for j, i := range wilds {
-				name, _ := types[j].(string)
+			rt, err := gr.route(key, cm["types"])
+			if err != nil {
+				return nil, err
+			}
+			except, err := gr.except(rt, cm)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, grantRoute{route: rt, except: except})
+		}
+	}
+	return out, nil
+}
+
+// route is the route of a candidate's key and types.
+func (g group) route(key string, types any) (route.Route, error) {
+	var parts []string
+	if len(g.lits) > 0 {
+		parts = strings.Split(key, "/")
+	} else if key != "" {
+		parts = []string{key}
+	}
+	if len(parts) != len(g.lits) {
+		return nil, fmt.Errorf("template key %q does not have %d literal segments", key, len(g.lits))
+	}
+	list, ok := types.([]any)
+	if !ok || len(list) != len(g.wilds) {
+		return nil, errors.New("template candidate does not type each wildcard")
+	}
+	rt := make(route.Route, g.n)
+	for j, i := range g.lits {
+		rt[i].Lit = parts[j]
+	}
+	for j, i := range g.wilds {
+		name, _ := list[j].(string)
+		t, ok := route.ParseType(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown wildcard type %q", name)
+		}
+		rt[i].Wild = t
+	}
+	return rt, nil
+}
+
+// except reads what an operation route leaves out, as routes.
+func (g group) except(rt route.Route, op map[string]any) ([]route.Route, error) {
+	var out []route.Route
+	keys, _ := op["except"].(map[string]any)
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		vals := []string{k}
+		if len(g.wilds) > 1 {
+			vals = strings.Split(k, "/")
+		}
+		if len(vals) != len(g.wilds) {
+			return nil, fmt.Errorf("except key %q does not have %d segments", k, len(g.wilds))
+		}
+		ex := slices.Clone(rt)
+		for j, i := range g.wilds {
+			ex[i] = route.Segment{Lit: vals[j]}
+		}
+		out = append(out, ex)
+	}
+	rows, _ := op["except_matching"].([]any)
+	for _, r := range rows {
+		row, ok := r.([]any)
+		if !ok || len(row) != len(g.wilds) {
+			return nil, errors.New("except_matching row does not have a segment per wildcard")
+		}
+		ex := slices.Clone(rt)
+		for j, i := range g.wilds {
+			switch v := row[j].(type) {
+			case nil:
+			case string:
+				ex[i] = route.Segment{Lit: v}
+			case map[string]any:
+				name, _ := v["type"].(string)
 				t, ok := route.ParseType(name)
 				if !ok {
 					return nil, fmt.Errorf("unknown wildcard type %q", name)
 				}
-				rt[i].Wild = t
+				ex[i] = route.Segment{Wild: t}
+			default:
+				return nil, errors.New("except_matching segment is neither null, a literal nor a wildcard")
 			}
-			out = append(out, rt)
 		}
+		out = append(out, ex)
 	}
+	slices.SortFunc(out, func(a, b route.Route) int { return strings.Compare(a.String(), b.String()) })
 	return out, nil
 }
 

@@ -8,7 +8,9 @@
 #   A grant holds "paths", its literal routes as keys, and "templates", its
 #   wildcard routes by segment count, then in groups of the same wildcard
 #   positions, keyed by their literal segments joined by "/": a request finds
-#   its candidates by keyed lookups and matches only the wildcards.
+#   its candidates by keyed lookups and matches only the wildcards. A route
+#   of an API spec's operation that others take requests from is listed
+#   under "operations", with what it leaves out.
 #   This file is the same for every bundle: observed values never become code.
 package envoy.authz
 
@@ -61,6 +63,37 @@ granted if {
 		regex.match(wildcard_patterns[type], segs[group.wildcards[j]])
 	}
 }
+
+# A wildcard route of an API spec's operation, less the requests of the
+# operations the spec matches before it: by their values at the route's
+# wildcards where they are literals there, else segment by segment (null
+# where the route's own wildcard stands).
+granted if {
+	segs := segments
+	some group in grant.templates[format_int(count(segs), 10)]
+	some op in group.operations[concat("/", [segs[i] | some i in group.literals])]
+	every j, type in op.types {
+		regex.match(wildcard_patterns[type], segs[group.wildcards[j]])
+	}
+	values := [segs[i] | some i in group.wildcards]
+	not op.except[concat("/", values)]
+	not taken(op, values)
+}
+
+# The operation is passed whole: an undefined argument (no except_matching)
+# would leave the call, and the not before it, undefined.
+taken(op, values) if {
+	some r in op.except_matching
+	every j, want in r {
+		taken_segment(want, values[j])
+	}
+}
+
+taken_segment(want, _) if want == null
+
+taken_segment(want, got) if want == got
+
+taken_segment(want, got) if regex.match(wildcard_patterns[want.type], got)
 
 granted if {
 	some i in data.envoy.authz.callees[destination].allow
