@@ -298,13 +298,23 @@ func TestOverlappingOperations(t *testing.T) {
 		{"GET", "/api/catalog/books/list"},
 	}
 	ctx := context.Background()
+	unpacked := t.TempDir()
 	e, dir := newTestExporter(t, func(c *Config) {
 		c.Routes.OpenAPI = []OpenAPIConfig{{Callee: shop, Spec: file, Strict: true}}
+		c.Output.UnpackedDir = unpacked
 	})
 	require.NoError(t, e.consumeTraces(ctx, callSpans(shop, frontend, wide...)))
 	require.NoError(t, e.consumeTraces(ctx, callSpans(shop, backend, narrow...)))
 	require.NoError(t, e.flush(ctx))
 	policy := readBundle(t, dir)
+	// The review output says what a route leaves out.
+	evidence, err := os.ReadFile(filepath.Join(unpacked, "envoy/authz/grants/example.org/ns/shop/sa/api/@callers/evidence.json"))
+	require.NoError(t, err)
+	assert.Contains(t, string(evidence), `"route": "/api/users/{token}",
+    "except": "/api/users/me",`)
+	page, err := os.ReadFile(filepath.Join(unpacked, "index.html"))
+	require.NoError(t, err)
+	assert.Contains(t, string(page), `<code>/api/users/{token}</code> except <code>/api/users/me</code>`)
 
 	// Every path of up to three segments below the base path, and of four
 	// for the operations that have four.

@@ -44,6 +44,9 @@ type accessRule struct {
 	Caller string `json:"caller"`
 	Method string `json:"method"`
 	Route  string `json:"route"`
+	// Except is what the route leaves out (render.Rule.ExceptText): a
+	// change there is a change of what the rule grants.
+	Except string `json:"except,omitempty"`
 }
 
 // ruleChanges are the operator rules added and removed, as written.
@@ -135,7 +138,7 @@ func compare(old, next *loaded) *difference {
 }
 
 func compareAccess(a, b accessRule) int {
-	return cmp.Or(strings.Compare(a.Caller, b.Caller), strings.Compare(a.Method, b.Method), strings.Compare(a.Route, b.Route))
+	return cmp.Or(strings.Compare(a.Caller, b.Caller), strings.Compare(a.Method, b.Method), strings.Compare(a.Route, b.Route), strings.Compare(a.Except, b.Except))
 }
 
 // accessSets are a bundle's learned rules by callee.
@@ -145,7 +148,7 @@ func accessSets(l *loaded) map[string]map[accessRule]bool {
 		if out[r.Destination] == nil {
 			out[r.Destination] = map[accessRule]bool{}
 		}
-		out[r.Destination][accessRule{Caller: r.Source, Method: r.Method, Route: r.Route.String()}] = true
+		out[r.Destination][accessRule{Caller: r.Source, Method: r.Method, Route: r.Route.String(), Except: r.ExceptText()}] = true
 	}
 	return out
 }
@@ -322,7 +325,11 @@ func (d *difference) write(w io.Writer) {
 		}
 		slices.SortStableFunc(lines, func(a, b line) int { return compareAccess(a.r, b.r) })
 		for _, l := range lines {
-			fmt.Fprintf(w, "  %s %s %s  from %s\n", l.sign, l.r.Method, l.r.Route, l.r.Caller)
+			route := l.r.Route
+			if l.r.Except != "" {
+				route += " except " + l.r.Except
+			}
+			fmt.Fprintf(w, "  %s %s %s  from %s\n", l.sign, l.r.Method, route, l.r.Caller)
 		}
 		added += len(c.Added)
 		removed += len(c.Removed)

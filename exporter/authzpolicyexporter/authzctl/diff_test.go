@@ -61,8 +61,8 @@ func TestDiffRevisions(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &d))
 	assert.False(t, d.Equal)
 	assert.Equal(t, []calleeChange{
-		{Callee: balances, Added: []accessRule{{payments, "GET", "/balances/summary"}}, Removed: []accessRule{{frontend, "GET", "/balances/{int}"}}},
-		{Callee: payments, Added: []accessRule{{frontend, "GET", "/payments/{uuid}/receipt"}}, Removed: []accessRule{}},
+		{Callee: balances, Added: []accessRule{{payments, "GET", "/balances/summary", ""}}, Removed: []accessRule{{frontend, "GET", "/balances/{int}", ""}}},
+		{Callee: payments, Added: []accessRule{{frontend, "GET", "/payments/{uuid}/receipt", ""}}, Removed: []accessRule{}},
 		{Callee: cart, Mode: &modeChange{"audit", "enforce"}, Added: []accessRule{}, Removed: []accessRule{}},
 	}, d.Callees)
 
@@ -70,7 +70,7 @@ func TestDiffRevisions(t *testing.T) {
 	r = run(t, "", "diff", nextFile, oldFile, "--json")
 	require.Equal(t, 1, r.code, "%s", r.stderr)
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &d))
-	assert.Equal(t, []accessRule{{frontend, "GET", "/balances/{int}"}}, d.Callees[0].Added)
+	assert.Equal(t, []accessRule{{frontend, "GET", "/balances/{int}", ""}}, d.Callees[0].Added)
 }
 
 // The same bundle, and the same bundle read from its unpacked directory,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/lifecycle"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 )
@@ -32,6 +33,7 @@ const (
 	kindMethodUnknown   = "method_unknown"   // the pair was never seen with this method
 	kindRouteUnmatched  = "route_unmatched"  // no learned route of the pair and method matches the path
 	kindWildcardType    = "wildcard_type"    // the nearest route differs only where its wildcard type refuses the segment
+	kindOperationTaken  = "operation_taken"  // a route matches, but the path is another operation of the callee's API spec
 	kindRemoved         = "removed"          // changes.json: the latest revision removed a rule that matched
 	kindDeniedByRule    = "denied_by_rule"   // an operator deny rule matches
 	kindMode            = "mode"             // the callee's mode
@@ -222,28 +224,28 @@ func (e *env) explainInput(file, callee, caller, method, path string, xfcc bool,
 type explainer struct {
 	l      *loaded
 	review reviewDir
-	// grants are the learned routes by callee, caller and method.
-	grants map[string]map[string]map[string][]route.Route
+	// grants are the learned rules by callee, caller and method.
+	grants map[string]map[string]map[string][]render.Rule
 	authz  map[string]any
 }
 
 func newExplainer(l *loaded, review reviewDir) *explainer {
-	x := &explainer{l: l, review: review, grants: map[string]map[string]map[string][]route.Route{}}
+	x := &explainer{l: l, review: review, grants: map[string]map[string]map[string][]render.Rule{}}
 	for _, r := range l.published.Rules {
 		bySrc := x.grants[r.Destination]
 		if bySrc == nil {
-			bySrc = map[string]map[string][]route.Route{}
+			bySrc = map[string]map[string][]render.Rule{}
 			x.grants[r.Destination] = bySrc
 		}
 		if bySrc[r.Source] == nil {
-			bySrc[r.Source] = map[string][]route.Route{}
+			bySrc[r.Source] = map[string][]render.Rule{}
 		}
-		bySrc[r.Source][r.Method] = append(bySrc[r.Source][r.Method], r.Route)
+		bySrc[r.Source][r.Method] = append(bySrc[r.Source][r.Method], r)
 	}
 	for _, bySrc := range x.grants {
 		for _, byMethod := range bySrc {
-			for _, routes := range byMethod {
-				slices.SortFunc(routes, func(a, b route.Route) int { return strings.Compare(a.String(), b.String()) })
+			for _, rules := range byMethod {
+				slices.SortFunc(rules, func(a, b render.Rule) int { return strings.Compare(a.Route.String(), b.Route.String()) })
 			}
 		}
 	}
@@ -302,8 +304,8 @@ func (x *explainer) explain(req request, v verdict, w *why) (*explanation, error
 // operator allow rule the policy found.
 func (x *explainer) matched(out *explanation, w *why) (reason, error) {
 	if w.HasSegments {
-		for _, rt := range x.grants[out.Callee][out.Caller][out.Method] {
-			if rt.Match(w.Segments) {
+		for _, r := range x.grants[out.Callee][out.Caller][out.Method] {
+			if rt := r.Route; r.Admits(w.Segments) {
 				info := &ruleInfo{Callee: out.Callee, Caller: out.Caller, Method: out.Method, Route: rt.String(), Origin: "learned"}
 				details, err := x.addEvidence(info)
 				if err != nil {
@@ -431,7 +433,7 @@ func (x *explainer) grantProblem(out *explanation, w *why) ([]reason, bool, erro
 		}
 		return []reason{r}, false, nil
 	}
-	routes, ok := methods[out.Method]
+	rules, ok := methods[out.Method]
 	if !ok {
 		r := reason{Kind: kindMethodUnknown, Message: fmt.Sprintf("%s was never seen calling %s with %s", out.Caller, callee, out.Method)}
 		r.Methods = slices.Sorted(maps.Keys(methods))
@@ -441,12 +443,31 @@ func (x *explainer) grantProblem(out *explanation, w *why) ([]reason, bool, erro
 	if !w.HasSegments {
 		return []reason{{Kind: kindRouteUnmatched, Message: fmt.Sprintf("the path %q does not start with /: no route matches it", out.Path)}}, false, nil
 	}
-	for _, rt := range routes {
-		if rt.Match(w.Segments) {
+	routes := make([]route.Route, len(rules))
+	for i, r := range rules {
+		if r.Admits(w.Segments) {
 			return nil, true, nil
+		}
+		routes[i] = r.Route
+	}
+	for _, r := range rules {
+		if r.Route.Match(w.Segments) {
+			return []reason{operationTaken(out, w.Segments, r)}, false, nil
 		}
 	}
 	return []reason{routeProblem(out, w.Segments, routes)}, false, nil
+}
+
+// operationTaken is the reason for a path a rule's route matches but
+// leaves out: the API spec matches it first, as another operation.
+func operationTaken(out *explanation, segs []string, r render.Rule) reason {
+	i := slices.IndexFunc(r.Except, func(e route.Route) bool { return e.Match(segs) })
+	return reason{
+		Kind: kindOperationTaken,
+		Message: fmt.Sprintf("%s %s from %s leaves out %s: the callee's API spec matches the path there first, as another operation, which %s was never seen using",
+			out.Method, r.Route, out.Caller, r.Except[i], out.Caller),
+		Rule: &ruleInfo{Callee: out.Callee, Caller: out.Caller, Method: out.Method, Route: r.Route.String()},
+	}
 }
 
 // calleeUnknown is the reason for a callee the bundle does not know, with

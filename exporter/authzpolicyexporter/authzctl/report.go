@@ -61,7 +61,7 @@ func pageInput(l *loaded, rd reviewDir) (review.PageInput, error) {
 	}
 	byCallee := map[string][]review.Rule{}
 	for _, r := range l.published.Rules {
-		byCallee[r.Destination] = append(byCallee[r.Destination], review.Rule{Callee: r.Destination, Caller: r.Source, Method: r.Method, Route: r.Route.String()})
+		byCallee[r.Destination] = append(byCallee[r.Destination], review.Rule{Callee: r.Destination, Caller: r.Source, Method: r.Method, Route: r.Route.String(), Except: r.ExceptText()})
 	}
 	for _, r := range operatorAllows(l) {
 		byCallee[r.Callee] = append(byCallee[r.Callee], r)
@@ -129,6 +129,7 @@ func withEvidence(rules, evidence []review.Rule) {
 				rules[i] = e
 			}
 		} else if e, ok := learned[key{r.Caller, r.Method, r.Route}]; ok {
+			e.Except = r.Except // the bundle's, whatever the review directory says
 			rules[i] = e
 		}
 	}

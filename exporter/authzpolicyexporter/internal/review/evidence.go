@@ -16,6 +16,7 @@ type EvidenceEntry struct {
 	Caller         string `json:"caller"`
 	Method         string `json:"method"`
 	Route          string `json:"route"`
+	Except         string `json:"except,omitempty"`
 	Origin         string `json:"origin"`
 	FirstSeen      string `json:"first_seen,omitempty"`
 	LastSeen       string `json:"last_seen,omitempty"`
@@ -41,6 +42,7 @@ func Evidence(rules []Rule) map[string][]byte {
 				Caller:         r.Caller,
 				Method:         r.Method,
 				Route:          r.Route,
+				Except:         r.Except,
 				Origin:         r.Origin,
 				FirstSeen:      timestamp(r.FirstSeen),
 				LastSeen:       timestamp(r.LastSeen),
@@ -60,6 +62,7 @@ func Evidence(rules []Rule) map[string][]byte {
 func compareRules(a, b Rule) int {
 	return cmp.Or(
 		aggregate.CompareKeys(a.key(), b.key()),
+		cmp.Compare(a.Except, b.Except),
 		cmp.Compare(a.Origin, b.Origin),
 		a.FirstSeen.Compare(b.FirstSeen),
 		a.LastSeen.Compare(b.LastSeen),
@@ -79,7 +82,7 @@ func ParseEvidence(callee string, data []byte) ([]Rule, error) {
 	out := make([]Rule, 0, len(entries))
 	for _, e := range entries {
 		r := Rule{
-			Callee: callee, Caller: e.Caller, Method: e.Method, Route: e.Route, Origin: e.Origin,
+			Callee: callee, Caller: e.Caller, Method: e.Method, Route: e.Route, Except: e.Except, Origin: e.Origin,
 			Count: e.Count, TimeBuckets: e.TimeBuckets, DistinctValues: e.DistinctValues,
 		}
 		var err error

@@ -298,7 +298,8 @@ type calleeView struct {
 
 type ruleView struct {
 	Node                                int // the caller's graph node
-	Caller, Method, Route, Origin       string
+	Caller, Method, Route, Except       string
+	Origin                              string
 	FirstSeen, LastSeen, Count, Buckets string
 }
 
@@ -405,7 +406,7 @@ func buildPage(in PageInput) pageView {
 		node, _ := ids[r.Caller].key(level)
 		calleeRules[r.Callee] = append(calleeRules[r.Callee], ruleView{
 			Node:   nodeOf[node],
-			Caller: r.Caller, Method: r.Method, Route: r.Route, Origin: r.Origin,
+			Caller: r.Caller, Method: r.Method, Route: r.Route, Except: r.Except, Origin: r.Origin,
 			FirstSeen: timestamp(r.FirstSeen), LastSeen: timestamp(r.LastSeen),
 			Count: number(uint64(r.Count)), Buckets: number(uint64(r.TimeBuckets)),
 		})

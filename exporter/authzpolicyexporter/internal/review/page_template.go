@@ -170,7 +170,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{if .Rules}}<table>
 <thead><tr><th>caller</th><th>method</th><th>route</th><th>origin</th><th>first seen</th><th>last seen</th><th>count</th><th>time buckets</th></tr></thead>
 <tbody>
-{{range .Rules}}<tr data-c="{{.Node}}"><td><code>{{.Caller}}</code></td><td>{{.Method}}</td><td><code>{{.Route}}</code></td><td>{{.Origin}}</td><td>{{.FirstSeen}}</td><td>{{.LastSeen}}</td><td class="n">{{.Count}}</td><td class="n">{{.Buckets}}</td></tr>
+{{range .Rules}}<tr data-c="{{.Node}}"><td><code>{{.Caller}}</code></td><td>{{.Method}}</td><td><code>{{.Route}}</code>{{with .Except}} except <code>{{.}}</code>{{end}}</td><td>{{.Origin}}</td><td>{{.FirstSeen}}</td><td>{{.LastSeen}}</td><td class="n">{{.Count}}</td><td class="n">{{.Buckets}}</td></tr>
 {{end}}</tbody>
 </table>
 {{else}}<p class="none">No rules.</p>

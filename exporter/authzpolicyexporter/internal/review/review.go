@@ -29,10 +29,13 @@ const (
 type Rule struct {
 	Callee, Caller, Method string
 	Route                  string // canonical form, route.Route.String(): "/users/{int}/orders"
-	Origin                 string
-	FirstSeen, LastSeen    time.Time // zero for an operator rule never observed
-	Count                  uint64
-	TimeBuckets            int // distinct time buckets it was seen in
+	// Except is what the route leaves out, comma-separated
+	// (render.Rule.ExceptText): other operations of the callee's API spec.
+	Except              string
+	Origin              string
+	FirstSeen, LastSeen time.Time // zero for an operator rule never observed
+	Count               uint64
+	TimeBuckets         int // distinct time buckets it was seen in
 	// DistinctValues estimates how many distinct concrete paths a wildcard
 	// rule was learned from (0 for literal rules: omitted).
 	DistinctValues int

@@ -19,6 +19,7 @@ func Rules(b *render.Bundle, ov *overrides.Set, callees map[string]lifecycle.Mod
 		ev := b.Evidence[i]
 		rule := Rule{
 			Callee: r.Destination, Caller: r.Source, Method: r.Method, Route: r.Route.String(),
+			Except:    r.ExceptText(),
 			Origin:    ev.Origin,
 			FirstSeen: ev.FirstSeen, LastSeen: ev.LastSeen,
 			Count:       ev.Count,
