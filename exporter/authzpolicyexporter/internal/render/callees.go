@@ -180,9 +180,33 @@ func preceding(dst string, r aggregate.Record, opts Options) []route.Route {
 	if err != nil || !rt.HasWildcard() {
 		return nil
 	}
-	ex := opts.Preceding(dst, r.Method, rt)
+	ex := slices.DeleteFunc(opts.Preceding(dst, r.Method, rt), func(e route.Route) bool { return !within(e, rt) })
 	slices.SortFunc(ex, func(a, b route.Route) int { return strings.Compare(a.String(), b.String()) })
 	return slices.CompactFunc(ex, func(a, b route.Route) bool { return a.String() == b.String() })
+}
+
+// within reports whether e may admit some of rt's requests and differs
+// from rt only at its wildcards, as the policy reads what a route leaves
+// out; any other route takes nothing of rt.
+func within(e, rt route.Route) bool {
+	if len(e) != len(rt) {
+		return false
+	}
+	for i, s := range rt {
+		switch {
+		case s.Wild == 0:
+			if e[i] != s {
+				return false
+			}
+		case e[i].Wild == 0:
+			if !s.Wild.Matches(e[i].Lit) {
+				return false
+			}
+		case !route.Meet(s.Wild, e[i].Wild):
+			return false
+		}
+	}
+	return true
 }
 
 func renderCallee(key [32]byte, dst string, recs []aggregate.Record, taken [][]route.Route, opts Options) (*callee, error) {
