@@ -305,7 +305,16 @@ func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (
 	agg := aggregate.New(aggregate.Limits{Entries: 1 << 20})
 	require.Zero(t, agg.Observe(records))
 	snap := agg.Snapshot()
-	b, err := render.Render(context.Background(), snap, render.Options{CardinalityThreshold: threshold})
+	b, err := render.Render(context.Background(), snap, render.Options{
+		CardinalityThreshold: threshold,
+		Preceding: func(dst, method string, rt route.Route) []route.Route {
+			if spec := specs[dst]; spec != nil {
+				taken, _ := spec.Preceding(method, rt)
+				return taken
+			}
+			return nil
+		},
+	})
 	require.NoError(t, err)
 	require.Zero(t, b.Skipped)
 	return opatest.Load(t, b.Tarball), b, len(snap)
