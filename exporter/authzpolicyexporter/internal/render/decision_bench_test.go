@@ -18,11 +18,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
 // benchRoutes are what each caller of the benchmark's mesh calls on each
-// callee: 5 literal routes and 5 with numeric IDs.
+// callee: 5 literal routes, 5 with numeric IDs, and benchOperation.
 var benchRoutes = [][2]string{
 	{"GET", "/healthz"},
 	{"GET", "/metrics"},
@@ -34,6 +35,21 @@ var benchRoutes = [][2]string{
 	{"GET", "/api/v1/items/{int}/detail"},
 	{"GET", "/api/v1/orders/{int}"},
 	{"DELETE", "/api/v1/orders/{int}/lines/{int}"},
+	{"GET", benchOperation},
+}
+
+// benchOperation is an operation of the callees' API spec, which matches
+// GET /api/v2/users/me and GET /api/v2/users/{int} before it: what they
+// take is left out, by key and by type.
+const benchOperation = "/api/v2/users/{token}"
+
+func benchPreceding(_, method string, rt route.Route) []route.Route {
+	if method != "GET" || rt.String() != benchOperation {
+		return nil
+	}
+	me, _ := route.ParseKey("/api/v2/users/me")
+	id, _ := route.ParseKey("/api/v2/users/{int}")
+	return []route.Route{me, id}
 }
 
 func benchID(i int) string {
@@ -54,11 +70,15 @@ func benchBundle(n int) *bundle.Bundle {
 		for d := range n {
 			for c := range 5 {
 				for _, r := range benchRoutes {
-					records = append(records, rec(benchID(d), benchCaller(n, d, c), r[0], r[1]))
+					r := rec(benchID(d), benchCaller(n, d, c), r[0], r[1])
+					if r.Route == benchOperation {
+						r.Origin = uint8(route.OpenAPI)
+					}
+					records = append(records, r)
 				}
 			}
 		}
-		out, err := Render(context.Background(), records, Options{CardinalityThreshold: 10})
+		out, err := Render(context.Background(), records, Options{CardinalityThreshold: 10, Preceding: benchPreceding})
 		if err != nil || len(out.Rules) != len(records) {
 			panic(fmt.Sprintf("mesh of %d callees: %d rules, %v", n, len(out.Rules), err))
 		}
@@ -155,6 +175,7 @@ func BenchmarkDecision(b *testing.B) {
 	}{
 		{"literal", "/api/v1/items", "/api/v1/itemz"},
 		{"template", "/api/v1/items/7741/detail", "/api/v1/items/7741/admin"},
+		{"operation", "/api/v2/users/alice", "/api/v2/users/me"},
 	}
 	for _, n := range []int{10, 1000, 10000} {
 		// The third caller of a callee in the middle.
