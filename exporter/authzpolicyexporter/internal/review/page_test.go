@@ -34,6 +34,8 @@ func mesh() PageInput {
 		Rule{Callee: checkout, Caller: frontend, Method: "POST", Route: "/checkout", Origin: OriginLearned,
 			FirstSeen: day, LastSeen: day, Count: 9, TimeBuckets: 1},
 		Rule{Callee: legacy, Caller: "*", Method: "GET", Route: "/healthz", Origin: OriginOperator},
+		Rule{Callee: stock, Caller: frontend, Method: "GET", Route: "/stock/{token}", Except: "/stock/low", Origin: OriginOpenAPI,
+			FirstSeen: day, LastSeen: day, Count: 2, TimeBuckets: 1, DistinctValues: 2},
 	)
 	return PageInput{
 		Revision: "4f1c0ffee",
@@ -321,6 +323,9 @@ func TestPageEscapesObservedValues(t *testing.T) {
 				Removed: []Removed{{Callee: v, Caller: v, Method: v, Route: v, Reason: v, Into: v}},
 				Modes:   []ModeChange{{Callee: v, From: v, To: v}},
 			}}
+		},
+		"except": func(v string) PageInput {
+			return PageInput{Rules: []Rule{{Callee: orders, Caller: frontend, Method: "GET", Route: "/a/{token}", Except: v, Origin: OriginOpenAPI}}}
 		},
 		"origin": func(v string) PageInput {
 			return PageInput{Rules: []Rule{{Callee: orders, Caller: frontend, Method: "GET", Route: "/a", Origin: v}}}
