@@ -187,6 +187,13 @@ func waitTCP(t testing.TB, addr string) {
 // publishing to outputURL (a local directory when empty).
 func startCollector(t *testing.T, outputURL string, env ...string) *collector {
 	t.Helper()
+	return startCollectorWith(t, outputURL, nil, env...)
+}
+
+// startCollectorWith is startCollector with further config files merged
+// over the drop-in config, as the collector merges its --config flags.
+func startCollectorWith(t *testing.T, outputURL string, overlays []string, env ...string) *collector {
+	t.Helper()
 	bin := binary(t, "OTELCOL_AUTHZ_BIN")
 	c := &collector{otlp: freePort(t)}
 	if outputURL == "" {
@@ -206,7 +213,11 @@ func startCollector(t *testing.T, outputURL string, env ...string) *collector {
 		"AUTHZ_STATE_DIR=" + t.TempDir(),
 		"AUTHZ_SERVE_ENDPOINT=" + freePort(t),
 	}, env...)
-	c.process = startProcess(t, "collector", env, bin, "--config", filepath.Join(repoRoot(t), "deploy", "collector-config.yaml"))
+	args := []string{"--config", filepath.Join(repoRoot(t), "deploy", "collector-config.yaml")}
+	for _, o := range overlays {
+		args = append(args, "--config", o)
+	}
+	c.process = startProcess(t, "collector", env, bin, args...)
 	waitHTTP(t, "http://"+health+"/", http.StatusOK)
 	return c
 }
