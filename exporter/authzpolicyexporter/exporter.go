@@ -296,11 +296,6 @@ func (e *authzExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 	}
 	dropped := e.agg.Observe(b.records)
 	counts[learned] -= int64(dropped.Total())
-	// The other enum values of the operations learned: dropped with a full
-	// aggregate like any access, but no spans (the spans were counted).
-	if len(b.expanded) > 0 {
-		e.agg.Observe(b.expanded)
-	}
 	counts[reasonAggregateFull] += int64(dropped.Full)
 	counts[reasonCallerFull] += int64(dropped.CallerFull)
 	if counts[learned] > 0 {
@@ -403,7 +398,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		ModeRules:            e.modeRules,
 		TrustDomains:         e.cfg.TrustDomains,
 		Overrides:            ov,
-		Preceding:            e.extract.specs.preceding,
+		Specs:                e.extract.specs.renderSpec,
 		Signing:              e.signing,
 		PerCallee:            e.callees != nil,
 		Cache:                e.cache,
@@ -424,10 +419,12 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		// nothing.
 		return e.syncCallees(ctx)
 	}
-	// Rules of audited callees and rules an operator denied are removed on
-	// purpose: an audited callee allows everything anyway.
+	// Rules of audited callees, rules an operator denied and rules a new
+	// version of the callee's API spec takes away are removed on purpose:
+	// an audited callee allows everything anyway.
 	explained := func(r render.Rule) bool {
-		return modes[r.Destination] == lifecycle.Audit || ov.Denies(r.Destination, r.Source, r.Method, r.Route)
+		return modes[r.Destination] == lifecycle.Audit || ov.Denies(r.Destination, r.Source, r.Method, r.Route) ||
+			e.extract.specs.changedFor(r.Destination)
 	}
 	if unexplained, hold := e.guard.check(b.Rules, now, explained); hold {
 		e.publishOutcome(ctx, "held_back")
@@ -464,6 +461,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	e.lastRevision = b.Revision
 	e.unreadable = false
 	e.guard.setPublished(b.Rules)
+	e.extract.specs.markPublished()
 	before := e.published.modes
 	// review.Rules lists b.Rules first, then the operator's.
 	e.published = publication{revision: b.Revision, learned: b.Rules, operator: slices.Clone(next[len(b.Rules):]), modes: modeNames(modes)}

@@ -15,7 +15,6 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/headerjson"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
-	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route/openapi"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/status"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/xfcc"
@@ -143,11 +142,6 @@ type batch struct {
 	hops map[string]hopResult
 	// records are the accesses the batch showed.
 	records []aggregate.Record
-	// expanded are the routes the records' operations grant besides
-	// their own: the other values of their enums (see observe). They are
-	// no spans of their own.
-	expanded []aggregate.Record
-	altKey   []byte
 }
 
 type hopResult struct {
@@ -173,7 +167,6 @@ func (x *extractor) newBatch(spans int) *batch {
 		b = &batch{x: x, span: newAttrIndex(&x.names), res: newAttrIndex(&x.names), hops: map[string]hopResult{}}
 	}
 	b.records = slices.Grow(b.records[:0], spans)
-	b.expanded = b.expanded[:0]
 	// The arena is never reused: records of earlier batches may still
 	// point into it. It is made as large as the last batches needed.
 	b.arena = strings.Builder{}
@@ -187,7 +180,6 @@ func (b *batch) done() {
 		b.x.arenaPerSpan.Store(int64(min(b.arena.Len()/n+1, 1024)))
 	}
 	clear(b.records)
-	clear(b.expanded)
 	clear(b.hops)
 	b.arena = strings.Builder{}
 	b.x.batches.Put(b)
@@ -307,13 +299,8 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 	}
 	// The learner has checked the path (length, dot segments, literals);
 	// an operation of the callee's spec, if it is one, gives its route.
-	var spec *openapi.Spec
-	var op *openapi.Operation
-	var segs []string
 	if e := x.specs.find(dst); e != nil {
-		var ok bool
-		spec = e.spec() // once: a reload may replace it meanwhile
-		if op, segs, ok = matchSpec(spec, method, path); ok {
+		if op, segs, ok := matchSpec(e.spec(), method, path); ok {
 			b.key, wild = op.AppendKey(b.key[:0], segs)
 			origin = route.OpenAPI
 		} else if e.strict {
@@ -331,17 +318,6 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 			Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64),
 			Values:  values, Origin: uint8(origin),
 		},
-	}
-	// An operation with enums is granted whole: the routes of the enums'
-	// other values, with the stats of this use of the operation.
-	if op != nil && op.HasEnum() {
-		spec.Alternatives(op, b.altKey[:0], segs, func(k []byte) {
-			alt := rec
-			alt.Route = b.keep(k)
-			alt.Values = 0
-			b.expanded = append(b.expanded, alt)
-			b.altKey = k
-		})
 	}
 	return rec, learned
 }

@@ -58,14 +58,14 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 	if len(g.published) == 0 || g.maxShrink >= 1 {
 		return 0, false
 	}
-	byGroup := map[group][]route.Route{}
+	byGroup := map[group][]render.Rule{}
 	// A rule still present is found by a hash of its route, confirmed, so
 	// that no key string is built per rule.
 	seed := maphash.MakeSeed()
 	present := make(map[routeAt]route.Route, len(next))
 	for _, r := range next {
 		gr := group{r.Destination, r.Source, r.Method}
-		byGroup[gr] = append(byGroup[gr], r.Route)
+		byGroup[gr] = append(byGroup[gr], r)
 		present[routeAt{gr, routeHash(seed, r.Route)}] = r.Route
 	}
 	for _, r := range g.published {
@@ -105,9 +105,11 @@ func routeHash(seed maphash.Seed, r route.Route) uint64 {
 	return h.Sum64()
 }
 
-func covered(routes []route.Route, r route.Route) bool {
-	for _, c := range routes {
-		if route.Covers(c, r) {
+// covered reports whether one of rules grants all of route r: it covers
+// r, and nothing it leaves out (Rule.Except) overlaps r.
+func covered(rules []render.Rule, r route.Route) bool {
+	for _, c := range rules {
+		if route.Covers(c.Route, r) && !slices.ContainsFunc(c.Except, func(e route.Route) bool { return route.Overlaps(e, r) }) {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/reload"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route/openapi"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/spiffeid"
@@ -23,6 +24,9 @@ type specEntry struct {
 	strict bool
 	file   *reload.File[*openapi.Spec]
 	inUse  atomic.Pointer[openapi.Spec]
+	// published is the digest of the spec the bundle in place was
+	// rendered with (flushes only).
+	published [32]byte
 }
 
 func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, error) {
@@ -30,7 +34,7 @@ func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, er
 	if err != nil {
 		return nil, err
 	}
-	e := &specEntry{callee: callee, strict: strict, file: f}
+	e := &specEntry{callee: callee, strict: strict, file: f, published: f.Value().Digest()}
 	e.inUse.Store(f.Value())
 	return e, nil
 }
@@ -56,15 +60,31 @@ func (s *specSet) find(dst string) *specEntry {
 	return nil
 }
 
-// preceding is openapi.Spec.Preceding for a route of callee dst's spec
-// (render.Options.Preceding).
-func (s *specSet) preceding(dst, method string, rt route.Route) []route.Route {
-	e := s.find(dst)
-	if e == nil {
-		return nil
+// renderSpec is the spec in use for callee dst, nil for none
+// (render.Options.Specs).
+func (s *specSet) renderSpec(dst string) render.Spec {
+	if e := s.find(dst); e != nil {
+		return e.spec()
 	}
-	taken, _ := e.spec().Preceding(method, rt)
-	return taken
+	return nil
+}
+
+// changedFor reports whether callee dst's spec changed since the bundle
+// in place was rendered: a new version explains the rules it takes away.
+func (s *specSet) changedFor(dst string) bool {
+	e := s.find(dst)
+	return e != nil && e.spec().Digest() != e.published
+}
+
+// markPublished notes that the bundle in place was rendered with the
+// specs in use.
+func (s *specSet) markPublished() {
+	if s == nil {
+		return
+	}
+	for _, e := range s.entries {
+		e.published = e.spec().Digest()
+	}
 }
 
 // spec returns the spec in use.

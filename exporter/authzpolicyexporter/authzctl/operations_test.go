@@ -1,7 +1,9 @@
 package authzctl
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,15 +24,24 @@ func operationRecords() []aggregate.Record {
 	return []aggregate.Record{r}
 }
 
+// takenSpec is a spec whose operations take the same routes of any route.
+type takenSpec []string
+
+func (s takenSpec) Taken(string, route.Route, bool) ([]route.Route, bool) {
+	var out []route.Route
+	for _, k := range s {
+		rt, _ := route.ParseKey(k)
+		out = append(out, rt)
+	}
+	return out, false
+}
+
+func (takenSpec) Alternatives(string, route.Route) []route.Route { return nil }
+
+func (s takenSpec) Digest() [32]byte { return sha256.Sum256([]byte(strings.Join(s, "\n"))) }
+
 func taking(taken ...string) render.Options {
-	return render.Options{Preceding: func(_, _ string, _ route.Route) []route.Route {
-		var out []route.Route
-		for _, k := range taken {
-			rt, _ := route.ParseKey(k)
-			out = append(out, rt)
-		}
-		return out
-	}}
+	return render.Options{Specs: func(string) render.Spec { return takenSpec(taken) }}
 }
 
 // A path the route matches but leaves out is explained as the spec's

@@ -265,8 +265,8 @@ func sparseSpecs(t *testing.T, w *world) map[string]*openapi.Spec {
 
 // learnSparse learns reqs as the exporter does (extract.go): the learner
 // checks and shapes the path, then an operation of the callee's spec, if
-// the request is one, gives its route, and the routes of its enums' other
-// values. It returns the policy and what it
+// the request is one, gives its route; rendering with the specs grants
+// the routes of its enums' other values. It returns the policy and what it
 // holds per caller and method.
 func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (*opatest.Policy, *render.Bundle, int) {
 	learner, err := route.NewLearner(nil, maxPathLen, maxSegments)
@@ -284,13 +284,6 @@ func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (
 			segs := route.AppendSegments(nil, p)
 			k, w := op.AppendKey(nil, segs)
 			key, wild, origin = string(k), w, route.OpenAPI
-			ts := base.Add(time.Duration(i) * time.Second)
-			spec.Alternatives(op, nil, segs, func(k []byte) {
-				records = append(records, aggregate.Record{
-					Key:   aggregate.Key{Destination: q.dst(), Source: q.src(), Method: q.tpl.method, Route: string(k)},
-					Stats: aggregate.Stats{Count: 1, FirstSeen: ts, LastSeen: ts, Origin: uint8(origin)},
-				})
-			})
 		}
 		var values uint64
 		if wild {
@@ -307,10 +300,9 @@ func learnSparse(t *testing.T, reqs []request, specs map[string]*openapi.Spec) (
 	snap := agg.Snapshot()
 	b, err := render.Render(context.Background(), snap, render.Options{
 		CardinalityThreshold: threshold,
-		Preceding: func(dst, method string, rt route.Route) []route.Route {
+		Specs: func(dst string) render.Spec {
 			if spec := specs[dst]; spec != nil {
-				taken, _ := spec.Preceding(method, rt)
-				return taken
+				return spec
 			}
 			return nil
 		},

@@ -66,10 +66,17 @@ type callee struct {
 	cover []int32
 	exact []bool
 	bits  []uint64
+	// alts are the rules granted as the other values of an operation's
+	// enums, each with the record of the operation's use.
+	alts []altEvidence
 	// bundle is the callee's own bundle, made on first use.
 	bundle *CalleeBundle
 	entry  []byte // the entry bundle was made with
 }
+
+// altEvidence is a rule granted with an operation, and the record (the
+// callee's record number) that used the operation.
+type altEvidence struct{ rule, record int32 }
 
 // base is what every callee's key starts from.
 func (c *Cache) base(shared []byte, opts Options) [32]byte {
@@ -145,44 +152,41 @@ func (c *Cache) callee(base [32]byte, dst string, recs []aggregate.Record, opts 
 		h.Write([]byte(s))
 	}
 	field(dst)
-	var taken [][]route.Route // by record, what an operation's route leaves out
-	for k, r := range recs {
+	var spec Spec
+	if opts.Specs != nil {
+		spec = opts.Specs(dst)
+	}
+	if spec != nil {
+		d := spec.Digest()
+		h.Write(d[:])
+	}
+	for _, r := range recs {
 		field(r.Source)
 		field(r.Method)
 		field(r.Route)
 		// What the backstop may widen depends on the origin.
 		h.Write([]byte{byte(r.Stats.Origin)})
-		if ex := preceding(dst, r, opts); len(ex) > 0 {
-			if taken == nil {
-				taken = make([][]route.Route, len(recs))
-			}
-			taken[k] = ex
-			for _, e := range ex {
-				field(e.String())
-			}
-		}
-		h.Write([]byte{0xff}) // the end of a record's exceptions
 	}
 	key := [32]byte(h.Sum(nil))
 	if old := c.callees[dst]; old != nil && old.key == key {
 		return old, nil
 	}
-	return renderCallee(key, dst, recs, taken, opts)
+	return renderCallee(key, dst, recs, spec, opts)
 }
 
-// preceding is what the operations before a wildcard route of an API
-// spec's take of it (Options.Preceding), in route order.
-func preceding(dst string, r aggregate.Record, opts Options) []route.Route {
-	if opts.Preceding == nil || route.Origin(r.Stats.Origin) != route.OpenAPI || !strings.Contains(r.Route, "{") {
-		return nil
+// taken is what the callee's spec takes of wildcard route rt (see
+// Spec.Taken), in route order, with whole; nothing without a spec.
+func taken(spec Spec, method string, rt route.Route, operation bool) ([]route.Route, bool) {
+	if spec == nil || !rt.HasWildcard() {
+		return nil, false
 	}
-	rt, err := route.ParseKey(r.Route)
-	if err != nil || !rt.HasWildcard() {
-		return nil
+	ex, whole := spec.Taken(method, rt, operation)
+	ex = slices.DeleteFunc(ex, func(e route.Route) bool { return !within(e, rt) })
+	if len(ex) == 0 {
+		return nil, whole
 	}
-	ex := slices.DeleteFunc(opts.Preceding(dst, r.Method, rt), func(e route.Route) bool { return !within(e, rt) })
 	slices.SortFunc(ex, func(a, b route.Route) int { return strings.Compare(a.String(), b.String()) })
-	return slices.CompactFunc(ex, func(a, b route.Route) bool { return a.String() == b.String() })
+	return slices.CompactFunc(ex, func(a, b route.Route) bool { return a.String() == b.String() }), whole
 }
 
 // within reports whether e may admit some of rt's requests and differs
@@ -209,7 +213,7 @@ func within(e, rt route.Route) bool {
 	return true
 }
 
-func renderCallee(key [32]byte, dst string, recs []aggregate.Record, taken [][]route.Route, opts Options) (*callee, error) {
+func renderCallee(key [32]byte, dst string, recs []aggregate.Record, spec Spec, opts Options) (*callee, error) {
 	c := &callee{key: key, cover: make([]int32, len(recs)), exact: make([]bool, len(recs)), bits: make([]uint64, len(recs))}
 	callers := map[string]map[string]*grant{}
 	for i := 0; i < len(recs); {
@@ -217,11 +221,7 @@ func renderCallee(key [32]byte, dst string, recs []aggregate.Record, taken [][]r
 		for j < len(recs) && recs[j].Source == recs[i].Source && recs[j].Method == recs[i].Method {
 			j++
 		}
-		var tk [][]route.Route
-		if taken != nil {
-			tk = taken[i:j]
-		}
-		if gr := c.group(dst, recs[i:j], tk, i, opts); gr != nil {
+		if gr := c.group(dst, recs[i:j], spec, i, opts); gr != nil {
 			if callers[recs[i].Source] == nil {
 				callers[recs[i].Source] = map[string]*grant{}
 			}
@@ -248,14 +248,13 @@ func renderCallee(key [32]byte, dst string, recs []aggregate.Record, taken [][]r
 }
 
 // group renders the records of one caller and method, recs[0] being the
-// callee's record number at, and taken what each operation's route leaves
-// out (nil for none); it returns their grant (nil for none).
-func (c *callee) group(dst string, recs []aggregate.Record, taken [][]route.Route, at int, opts Options) *grant {
+// callee's record number at, with the callee's spec (nil for none); it
+// returns their grant (nil for none).
+func (c *callee) group(dst string, recs []aggregate.Record, spec Spec, at int, opts Options) *grant {
 	src, method := recs[0].Source, recs[0].Method
 	var routes []route.Route
 	var keep []bool // routes from an API spec, kept out of the backstop
 	var index []int // record number of each route
-	except := map[string][]route.Route{}
 	for k, r := range recs {
 		c.cover[at+k] = -1
 		rt, err := route.ParseKey(r.Route)
@@ -275,20 +274,40 @@ func (c *callee) group(dst string, recs []aggregate.Record, taken [][]route.Rout
 		routes = append(routes, rt)
 		keep = append(keep, route.Origin(r.Stats.Origin) == route.OpenAPI)
 		index = append(index, at+k)
-		if taken != nil && len(taken[k]) > 0 {
-			except[r.Route] = taken[k]
-		}
 	}
 	if len(routes) == 0 {
 		return nil
 	}
+	// An operation is granted whole: the routes of its enums' other
+	// values, from the spec in force.
+	used := len(routes)
+	for k := range used {
+		if keep[k] && spec != nil {
+			for _, alt := range spec.Alternatives(method, routes[k]) {
+				routes = append(routes, alt)
+				keep = append(keep, true)
+				index = append(index, index[k])
+			}
+		}
+	}
 	generalized := route.GeneralizeKeeping(routes, keep, opts.CardinalityThreshold)
-	// The rule number of each generalized route, -1 for one denied.
+	operation := map[string]bool{}
+	for i, rt := range routes {
+		if keep[i] {
+			operation[rt.String()] = true
+		}
+	}
+	// The rule number of each generalized route, -1 for one denied or
+	// taken whole by the spec's operations.
 	ruleOf := make([]int32, len(generalized))
 	gr := &grant{}
 	for i, rt := range generalized {
 		ruleOf[i] = -1
-		rule := Rule{Destination: dst, Source: src, Method: method, Route: rt, Except: except[rt.String()]}
+		except, whole := taken(spec, method, rt, operation[rt.String()])
+		if whole {
+			continue
+		}
+		rule := Rule{Destination: dst, Source: src, Method: method, Route: rt, Except: except}
 		if opts.Overrides.Denies(dst, src, method, rt) {
 			c.denied = append(c.denied, rule)
 			continue
@@ -303,7 +322,12 @@ func (c *callee) group(dst string, recs []aggregate.Record, taken [][]route.Rout
 	for i, rt := range generalized {
 		exact[rt.String()] = i
 	}
-	for k, rt := range routes {
+	for k, rt := range routes[used:] {
+		if i := ruleOf[exact[rt.String()]]; i >= 0 {
+			c.alts = append(c.alts, altEvidence{rule: i, record: int32(index[used+k])})
+		}
+	}
+	for k, rt := range routes[:used] {
 		i, ok := exact[rt.String()]
 		if !ok {
 			i = slices.IndexFunc(generalized, func(g route.Route) bool { return g.HasWildcard() && route.Covers(g, rt) })
@@ -342,6 +366,23 @@ func (c *callee) evidence(recs []aggregate.Record, out []Evidence) []Evidence {
 		}
 		if e.Count == 0 {
 			e.Stats = st
+		} else {
+			e.Stats.Merge(st)
+		}
+	}
+	// A rule granted with an operation no record matches: the evidence of
+	// the operation's uses.
+	fromAlt := map[int32]bool{}
+	for _, a := range c.alts {
+		e := &out[at+int(a.rule)]
+		if e.Count != 0 && !fromAlt[a.rule] {
+			continue
+		}
+		st := recs[a.record].Stats
+		st.Values = 0
+		if !fromAlt[a.rule] {
+			fromAlt[a.rule] = true
+			e.Origin, e.Stats = route.OpenAPI.String(), st
 		} else {
 			e.Stats.Merge(st)
 		}

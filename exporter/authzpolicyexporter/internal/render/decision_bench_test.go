@@ -19,6 +19,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route/openapi"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
@@ -43,14 +44,11 @@ var benchRoutes = [][2]string{
 // take is left out, by key and by type.
 const benchOperation = "/api/v2/users/{token}"
 
-func benchPreceding(_, method string, rt route.Route) []route.Route {
-	if method != "GET" || rt.String() != benchOperation {
-		return nil
-	}
+var benchSpec = func() Spec {
 	me, _ := route.ParseKey("/api/v2/users/me")
 	id, _ := route.ParseKey("/api/v2/users/{int}")
-	return []route.Route{me, id}
-}
+	return takenSpec{me, id}
+}()
 
 func benchID(i int) string {
 	return fmt.Sprintf("spiffe://cluster.local/ns/ns%02d/sa/svc%05d", i%20, i)
@@ -78,7 +76,7 @@ func benchBundle(n int) *bundle.Bundle {
 				}
 			}
 		}
-		out, err := Render(context.Background(), records, Options{CardinalityThreshold: 10, Preceding: benchPreceding})
+		out, err := Render(context.Background(), records, Options{CardinalityThreshold: 10, Specs: func(string) Spec { return benchSpec }})
 		if err != nil || len(out.Rules) != len(records) {
 			panic(fmt.Sprintf("mesh of %d callees: %d rules, %v", n, len(out.Rules), err))
 		}
@@ -237,4 +235,41 @@ func benchCheck(b *testing.B, pq rego.PreparedEvalQuery, input map[string]any, w
 func median(ds []time.Duration) float64 {
 	slices.Sort(ds)
 	return float64(ds[len(ds)/2].Nanoseconds())
+}
+
+// BenchmarkDecisionManyOperations evaluates, with OPA's Go API, a caller
+// of a fallback operation GET /api/x/{a}/{b} of a spec where n typed
+// operations GET /api/x/{id}/a<k> come before it, allowed (its own path)
+// and denied (a path an earlier operation takes), beside the
+// one-comparison policy: what the fallback leaves out is keyed, so the
+// cost must not grow with n.
+func BenchmarkDecisionManyOperations(b *testing.B) {
+	ctx := context.Background()
+	trivial, err := rego.New(rego.Query(opatest.Query), rego.Module("trivial.rego", trivialPolicy), rego.SetRegoVersion(ast.RegoV1)).PrepareForEval(ctx)
+	require.NoError(b, err)
+	src := "spiffe://example.org/ns/c/sa/c0"
+	for _, n := range []int{10, 3000} {
+		spec, err := openapi.Parse([]byte(rtoManySpec(n)), "many")
+		require.NoError(b, err)
+		out, err := Render(ctx, rtoRecords(rtoLearn(spec, src, "/api/x/foo/bar")), rtoOptions(spec))
+		require.NoError(b, err)
+		bb, err := bundle.NewReader(bytes.NewReader(out.Tarball)).Read()
+		require.NoError(b, err)
+		learned, err := rego.New(rego.Query(opatest.Query), rego.ParsedBundle("authz", &bb)).PrepareForEval(ctx)
+		require.NoError(b, err)
+		for _, p := range []struct {
+			name string
+			pq   rego.PreparedEvalQuery
+		}{{"learned", learned}, {"trivial", trivial}} {
+			for _, c := range []struct {
+				name, path string
+				want       bool
+			}{{"allow", "/api/x/foo/bar", true}, {"deny", fmt.Sprintf("/api/x/7/a%d", n-1), p.name == "trivial"}} {
+				in := envoyInput(rtoShop, src, "GET", c.path, true)
+				b.Run(fmt.Sprintf("policy=%s/operations=%d/%s", p.name, n, c.name), func(b *testing.B) {
+					benchCheck(b, p.pq, in, c.want)
+				})
+			}
+		}
+	}
 }

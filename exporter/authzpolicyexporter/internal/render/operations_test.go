@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"crypto/sha256"
 	"slices"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func checkOperation(t *testing.T, data []byte) *Bundle {
 	var taken []route.Route
 	for rest := data[min(1+n, len(data)):]; len(rest) > 0 && len(taken) < 6; rest = rest[min(n, len(rest)):] {
 		e := opRoute(rest, n)
-		// Mostly the route's own segment, as Preceding gives them.
+		// Mostly the route's own segment, as Spec.Taken gives them.
 		for i := range e {
 			if i < len(rest) && rest[i]&0x80 != 0 {
 				e[i] = rt[i]
@@ -67,7 +68,7 @@ func checkOperation(t *testing.T, data []byte) *Bundle {
 		Stats: aggregate.Stats{Count: 1, FirstSeen: at, LastSeen: at, Origin: uint8(route.OpenAPI)},
 	}
 	b, err := Render(context.Background(), []aggregate.Record{rec}, Options{
-		Preceding: func(string, string, route.Route) []route.Route { return slices.Clone(taken) },
+		Specs: func(string) Spec { return takenSpec(taken) },
 	})
 	require.NoError(t, err)
 	require.Len(t, b.Rules, 1)
@@ -91,6 +92,23 @@ func checkOperation(t *testing.T, data []byte) *Bundle {
 	}
 	walk(0)
 	return b
+}
+
+// takenSpec is a Spec whose operations take the same routes of any route.
+type takenSpec []route.Route
+
+func (s takenSpec) Taken(string, route.Route, bool) ([]route.Route, bool) {
+	return slices.Clone(s), false
+}
+
+func (takenSpec) Alternatives(string, route.Route) []route.Route { return nil }
+
+func (s takenSpec) Digest() [32]byte {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteString(r.String() + "\n")
+	}
+	return sha256.Sum256([]byte(b.String()))
 }
 
 func TestOperationRoutesAgree(t *testing.T) {

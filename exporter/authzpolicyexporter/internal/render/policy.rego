@@ -9,8 +9,8 @@
 #   wildcard routes by segment count, then in groups of the same wildcard
 #   positions, keyed by their literal segments joined by "/": a request finds
 #   its candidates by keyed lookups and matches only the wildcards. A route
-#   of an API spec's operation that others take requests from is listed
-#   under "operations", with what it leaves out.
+#   an API spec's operations take requests from is listed under
+#   "operations", with what it leaves out.
 #   This file is the same for every bundle: observed values never become code.
 package envoy.authz
 
@@ -64,10 +64,11 @@ granted if {
 	}
 }
 
-# A wildcard route of an API spec's operation, less the requests of the
-# operations the spec matches before it: by their values at the route's
-# wildcards where they are literals there, else segment by segment (null
-# where the route's own wildcard stands).
+# A wildcard route of a callee with an API spec, less what the spec's
+# operations take of it (for a route of an operation, those the spec
+# matches before it): by their values at the route's wildcards where they
+# are literals there, else segment by segment (null where the route's own
+# wildcard stands).
 granted if {
 	segs := segments
 	some group in grant.templates[format_int(count(segs), 10)]
@@ -77,16 +78,17 @@ granted if {
 	}
 	values := [segs[i] | some i in group.wildcards]
 	not op.except[concat("/", values)]
-	not taken(op, values)
-}
 
-# The operation is passed whole: an undefined argument (no except_matching)
-# would leave the call, and the not before it, undefined.
-taken(op, values) if {
-	some r in op.except_matching
-	every j, want in r {
-		taken_segment(want, values[j])
-	}
+	# Rows are keyed by their literals: a request reads only the rows its
+	# values name. Inline, not a function of op: a call hashes its
+	# arguments, which would read the whole object at every decision.
+	count([r |
+		some g in op.except_matching
+		some r in g.rows[concat("/", [values[j] | some j in g.at])]
+		every j, want in r {
+			taken_segment(want, values[j])
+		}
+	]) == 0
 }
 
 taken_segment(want, _) if want == null

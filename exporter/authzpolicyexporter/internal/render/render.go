@@ -75,11 +75,10 @@ type Options struct {
 	// PerCallee also renders each known callee's own bundle
 	// (Bundle.Callees).
 	PerCallee bool
-	// Preceding, when set, gives for a wildcard route of an API spec's
-	// operation (origin openapi) the routes of what the operations the
-	// spec matches before it take of it (openapi.Spec.Preceding): the
-	// grant leaves their requests out (Rule.Except).
-	Preceding func(dst, method string, rt route.Route) []route.Route
+	// Specs, when set, gives the API spec of a callee (nil for none): a
+	// wildcard route leaves out what the spec's operations take of it
+	// (Rule.Except), its own operation's route what those before it take.
+	Specs func(dst string) Spec
 	// Cache, when set, keeps each callee's rendering for the next call.
 	Cache *Cache
 	// Signing, when set, signs the bundle: the tarball and Files gain
@@ -88,6 +87,20 @@ type Options struct {
 	// signatures differ from one render to the next, but the revision,
 	// which never depends on the signature, stays the same.
 	Signing *SigningOptions
+}
+
+// Spec is a callee's API spec as rendering reads it (openapi.Spec).
+type Spec interface {
+	// Taken is what the spec's operations of method take of wildcard
+	// route rt, a route of an operation when operation is set: the routes
+	// of the requests they have (see openapi.Spec.Taken).
+	Taken(method string, rt route.Route, operation bool) (taken []route.Route, whole bool)
+	// Alternatives are the other routes the operation granting rt grants
+	// with it: the other values of its enums (see
+	// openapi.Spec.Alternatives).
+	Alternatives(method string, rt route.Route) []route.Route
+	// Digest identifies the spec's content.
+	Digest() [32]byte
 }
 
 // Bundle is a rendered policy.

@@ -22,7 +22,7 @@ import (
 // Rule is one allow rule of a bundle: a caller may call a callee with a
 // method on a route, but for the requests an Except route admits too.
 // Those are the requests of the operations an API spec matches before
-// the route's own (see Options.Preceding); they are no part of what
+// the route's own (see Options.Specs); they are no part of what
 // identifies the rule.
 type Rule struct {
 	Destination, Source, Method string

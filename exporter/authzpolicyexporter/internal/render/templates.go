@@ -19,22 +19,33 @@ import (
 // the wildcards' types, position by position. Operations are the routes
 // of API specs' operations that others take requests from.
 type templateGroup struct {
-	Literals   []int                        `json:"literals"`
-	Wildcards  []int                        `json:"wildcards"`
-	Routes     map[string][][]string        `json:"routes,omitempty"`
-	Operations map[string][]*operationRoute `json:"operations,omitempty"`
+	Literals   []int                                 `json:"literals"`
+	Wildcards  []int                                 `json:"wildcards"`
+	Routes     map[string][][]string                 `json:"routes,omitempty"`
+	Operations map[string]map[string]*operationRoute `json:"operations,omitempty"`
 }
 
-// operationRoute is a route of an operation less what the operations
-// matched before it take (Rule.Except): Except by the values at the
-// wildcards joined by "/" where such a route has a literal at each,
-// ExceptMatching by its segments at the wildcards otherwise, null where
-// it has the route's own wildcard, a string for a literal, a wildcard for
-// a type.
+// operationRoute is a wildcard route less what an API spec's operations
+// take of it (Rule.Except): Except by the values at the wildcards joined
+// by "/" where such a route has a literal at each, ExceptMatching where it
+// has not, by the positions of its literals among the wildcards joined by
+// ",". A group's operation routes are keyed by their types joined by ",":
+// objects again, which OPA reads only as far as it looks into them, where
+// it would convert a list whole at every decision.
 type operationRoute struct {
-	Types          []string           `json:"types"`
-	Except         map[string]bool    `json:"except,omitempty"`
-	ExceptMatching [][]*exceptSegment `json:"except_matching,omitempty"`
+	Types          []string                   `json:"types"`
+	Except         map[string]bool            `json:"except,omitempty"`
+	ExceptMatching map[string]*exceptMatching `json:"except_matching,omitempty"`
+}
+
+// exceptMatching are the routes left out that have literals at the same
+// wildcards (positions among the wildcards, At), keyed by those literals
+// joined by "/", as their segments at every wildcard: null where such a
+// route has the route's own wildcard, a string for a literal, a wildcard
+// for a type. A request finds its candidates by one keyed lookup.
+type exceptMatching struct {
+	At   []int                         `json:"at"`
+	Rows map[string][][]*exceptSegment `json:"rows"`
 }
 
 // exceptSegment is a literal or a wildcard; nil stands for the route's
@@ -101,6 +112,7 @@ func (t templates) add(rt route.Route, except []route.Route) {
 	op := &operationRoute{Types: types}
 	for _, ex := range except {
 		var lits []string
+		litAt := []int{} // a list, also for none
 		row := make([]*exceptSegment, len(wilds))
 		for j, i := range wilds {
 			switch {
@@ -112,21 +124,39 @@ func (t templates) add(rt route.Route, except []route.Route) {
 			}
 			if ex[i].Wild == 0 {
 				lits = append(lits, ex[i].Lit)
+				litAt = append(litAt, j)
 			}
 		}
+		key := strings.Join(lits, "/")
 		if len(lits) == len(wilds) {
 			if op.Except == nil {
 				op.Except = map[string]bool{}
 			}
-			op.Except[strings.Join(lits, "/")] = true
-		} else {
-			op.ExceptMatching = append(op.ExceptMatching, row)
+			op.Except[key] = true
+			continue
 		}
+		at := make([]string, len(litAt))
+		for j, p := range litAt {
+			at[j] = strconv.Itoa(p)
+		}
+		id := strings.Join(at, ",")
+		if op.ExceptMatching == nil {
+			op.ExceptMatching = map[string]*exceptMatching{}
+		}
+		m := op.ExceptMatching[id]
+		if m == nil {
+			m = &exceptMatching{At: litAt, Rows: map[string][][]*exceptSegment{}}
+			op.ExceptMatching[id] = m
+		}
+		m.Rows[key] = append(m.Rows[key], row)
 	}
 	if g.Operations == nil {
-		g.Operations = map[string][]*operationRoute{}
+		g.Operations = map[string]map[string]*operationRoute{}
 	}
-	g.Operations[k] = append(g.Operations[k], op)
+	if g.Operations[k] == nil {
+		g.Operations[k] = map[string]*operationRoute{}
+	}
+	g.Operations[k][strings.Join(types, ",")] = op
 }
 
 // sort orders each key's candidates, whatever the order routes came in.
@@ -136,18 +166,8 @@ func (t templates) sort() {
 			for _, c := range g.Routes {
 				slices.SortFunc(c, slices.Compare)
 			}
-			for _, ops := range g.Operations {
-				slices.SortFunc(ops, func(a, b *operationRoute) int { return strings.Compare(a.key(), b.key()) })
-			}
 		}
 	}
-}
-
-// key orders a grant's operation routes: by their types, then by what
-// they leave out.
-func (o *operationRoute) key() string {
-	b, _ := json.Marshal(o)
-	return string(b)
 }
 
 // readTemplates returns the routes of a grant's "templates" as a bundle
@@ -245,11 +265,11 @@ func readGroup(count string, g map[string]any) ([]grantRoute, error) {
 		}
 	}
 	for key, cands := range ops {
-		list, ok := cands.([]any)
+		byTypes, ok := cands.(map[string]any)
 		if !ok {
-			return nil, errors.New("template operations are not a list")
+			return nil, errors.New("template operations are not an object")
 		}
-		for _, c := range list {
+		for _, c := range byTypes {
 			cm, ok := c.(map[string]any)
 			if !ok {
 				return nil, errors.New("template operation is not an object")
@@ -316,33 +336,55 @@ func (g group) except(rt route.Route, op map[string]any) ([]route.Route, error) 
 		}
 		out = append(out, ex)
 	}
-	rows, _ := op["except_matching"].([]any)
-	for _, r := range rows {
-		row, ok := r.([]any)
-		if !ok || len(row) != len(g.wilds) {
-			return nil, errors.New("except_matching row does not have a segment per wildcard")
+	groups, _ := op["except_matching"].(map[string]any)
+	for _, gv := range groups {
+		gm, ok := gv.(map[string]any)
+		if !ok {
+			return nil, errors.New("except_matching group is not an object")
 		}
-		ex := slices.Clone(rt)
-		for j, i := range g.wilds {
-			switch v := row[j].(type) {
-			case nil:
-			case string:
-				ex[i] = route.Segment{Lit: v}
-			case map[string]any:
-				name, _ := v["type"].(string)
-				t, ok := route.ParseType(name)
-				if !ok {
-					return nil, fmt.Errorf("unknown wildcard type %q", name)
+		rows, _ := gm["rows"].(map[string]any)
+		for _, rv := range rows {
+			list, ok := rv.([]any)
+			if !ok {
+				return nil, errors.New("except_matching rows are not a list")
+			}
+			for _, r := range list {
+				ex, err := g.exceptRow(rt, r)
+				if err != nil {
+					return nil, err
 				}
-				ex[i] = route.Segment{Wild: t}
-			default:
-				return nil, errors.New("except_matching segment is neither null, a literal nor a wildcard")
+				out = append(out, ex)
 			}
 		}
-		out = append(out, ex)
 	}
 	slices.SortFunc(out, func(a, b route.Route) int { return strings.Compare(a.String(), b.String()) })
 	return out, nil
+}
+
+// exceptRow reads one row of except_matching as a route.
+func (g group) exceptRow(rt route.Route, r any) (route.Route, error) {
+	row, ok := r.([]any)
+	if !ok || len(row) != len(g.wilds) {
+		return nil, errors.New("except_matching row does not have a segment per wildcard")
+	}
+	ex := slices.Clone(rt)
+	for j, i := range g.wilds {
+		switch v := row[j].(type) {
+		case nil:
+		case string:
+			ex[i] = route.Segment{Lit: v}
+		case map[string]any:
+			name, _ := v["type"].(string)
+			t, ok := route.ParseType(name)
+			if !ok {
+				return nil, fmt.Errorf("unknown wildcard type %q", name)
+			}
+			ex[i] = route.Segment{Wild: t}
+		default:
+			return nil, errors.New("except_matching segment is neither null, a literal nor a wildcard")
+		}
+	}
+	return ex, nil
 }
 
 // positions reads a strictly increasing list of segment positions below n.

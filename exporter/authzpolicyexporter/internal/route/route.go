@@ -66,6 +66,33 @@ func (r Route) Match(segs []string) bool {
 	return true
 }
 
+// Overlaps reports whether some path is admitted by both a and b.
+func Overlaps(a, b Route) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		switch {
+		case x.Wild == 0 && y.Wild == 0:
+			if x.Lit != y.Lit {
+				return false
+			}
+		case x.Wild == 0:
+			if !y.Wild.Matches(x.Lit) {
+				return false
+			}
+		case y.Wild == 0:
+			if !x.Wild.Matches(y.Lit) {
+				return false
+			}
+		case !Meet(x.Wild, y.Wild):
+			return false
+		}
+	}
+	return true
+}
+
 // MaxSegments is the most segments a route may have: routes::max_segments
 // cannot exceed it, and a key read back (a saved state) with more is
 // refused rather than generalized, which recurses once per segment.

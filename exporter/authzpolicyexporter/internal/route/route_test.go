@@ -255,3 +255,27 @@ func TestIsGRPCMethod(t *testing.T) {
 		assert.Equal(t, want, isGRPCMethod(strings.Split(path[1:], "/")), path)
 	}
 }
+
+func TestOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"/users/{token}", "/users/me", true},
+		{"/users/{int}", "/users/me", false},
+		{"/users/{int}", "/users/{uuid}", false},
+		{"/users/{id}", "/users/{uuid}", true},
+		{"/users/{token}/x", "/users/{int}/y", false},
+		{"/users/{token}", "/users/{token}/x", false},
+		{"/a/{hex}", "/a/{int}", true},
+		{"/a", "/a", true},
+		{"/a", "/b", false},
+	} {
+		a, err := ParseKey(tc.a)
+		require.NoError(t, err)
+		b, err := ParseKey(tc.b)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, Overlaps(a, b), "%s %s", tc.a, tc.b)
+		assert.Equal(t, tc.want, Overlaps(b, a), "%s %s", tc.b, tc.a)
+	}
+}

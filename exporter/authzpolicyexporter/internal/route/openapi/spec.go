@@ -28,6 +28,7 @@ package openapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -195,14 +196,17 @@ func (op *Operation) HasEnum() bool {
 	return slices.ContainsFunc(op.Segments, func(s Slot) bool { return s.Kind == Enum })
 }
 
-// Alternatives calls fn with the key of every other route op grants
-// with the one Operation.AppendKey gives for the request segs: the same
-// route with the other values of its enums, every combination (fewer than
-// MaxEnumRoutes), but those whose every request an operation before op
-// takes (see Preceding). A caller that used the operation is granted the
-// whole operation, as a {int} grants every integer; key is a buffer fn's
-// argument may reuse, valid until fn returns.
-func (s *Spec) Alternatives(op *Operation, key []byte, segs []string, fn func(key []byte)) {
+// Alternatives returns the other routes that the operation granting
+// route r of method grants with it: r with the other values of the
+// operation's enums, every combination (fewer than MaxEnumRoutes), but
+// those whose every request an operation before it takes (see Taken). A
+// caller that used the operation is granted the whole operation, as a
+// {int} grants every integer.
+func (s *Spec) Alternatives(method string, r route.Route) []route.Route {
+	op := s.owner(method, r)
+	if op == nil {
+		return nil
+	}
 	var at []int
 	for i := range op.Segments {
 		if op.Segments[i].Kind == Enum {
@@ -210,21 +214,21 @@ func (s *Spec) Alternatives(op *Operation, key []byte, segs []string, fn func(ke
 		}
 	}
 	if len(at) == 0 {
-		return
+		return nil
 	}
-	alt := slices.Clone(segs)
-	r, _ := op.Template()
+	var out []route.Route
+	alt := slices.Clone(r)
 	idx := make([]int, len(at))
 	for {
 		same := true
 		for j, i := range at {
-			alt[i] = op.Segments[i].Values[idx[j]]
-			r[i] = route.Segment{Lit: alt[i]}
-			same = same && alt[i] == segs[i]
+			alt[i] = route.Segment{Lit: op.Segments[i].Values[idx[j]]}
+			same = same && alt[i] == r[i]
 		}
-		if _, whole := s.before(op, r); !same && !whole {
-			key, _ = op.AppendKey(key[:0], alt)
-			fn(key)
+		if !same {
+			if _, whole := s.before(method, op, alt); !whole {
+				out = append(out, slices.Clone(alt))
+			}
 		}
 		// The next combination, the last enum fastest.
 		j := len(at) - 1
@@ -235,7 +239,7 @@ func (s *Spec) Alternatives(op *Operation, key []byte, segs []string, fn func(ke
 			idx[j] = 0
 		}
 		if j < 0 {
-			return
+			return out
 		}
 	}
 }
@@ -293,6 +297,7 @@ type Spec struct {
 
 	// byShape indexes Operations by method and segment count.
 	byShape map[shape][]int
+	digest  [32]byte
 }
 
 type shape struct {
@@ -334,6 +339,7 @@ func Parse(data []byte, name string) (*Spec, error) {
 		return nil, fmt.Errorf("openapi spec %s: %w", name, err)
 	}
 	s.Name = name
+	s.digest = sha256.Sum256(data)
 	return s, nil
 }
 
@@ -775,24 +781,38 @@ func (op *Operation) grants(r route.Route) bool {
 	return true
 }
 
-// Preceding returns what the operations before r's own in matching order
-// take of route r, which an operation grants for method: the routes of
-// r's requests each admits, so that a request r admits is its operation's
-// exactly when none of them admits it too. whole reports that one takes
-// every request r admits. r's operation is the first that grants it; for
-// a route no operation grants, Preceding returns nothing.
-func (s *Spec) Preceding(method string, r route.Route) (taken []route.Route, whole bool) {
-	for _, i := range s.byShape[shape{method, len(r)}] {
-		if op := &s.Operations[i]; op.grants(r) {
-			return s.before(op, r)
-		}
+// Taken returns what the spec's operations of method take of wildcard
+// route r: the routes of r's requests each admits, so that r admits a
+// request of its own exactly when none of them admits it too. For a route
+// of an operation (operation set, and some operation grants r: the first
+// that does is r's), those are the operations before it in matching
+// order; for any other route, a heuristic one or one of an operation the
+// spec no longer has, every operation. whole reports that one takes every
+// request r admits.
+func (s *Spec) Taken(method string, r route.Route, operation bool) (taken []route.Route, whole bool) {
+	if op := s.owner(method, r); operation && op != nil {
+		return s.before(method, op, r)
 	}
-	return nil, false
+	return s.before(method, nil, r)
 }
 
-// before is Preceding for r as a route of op.
-func (s *Spec) before(op *Operation, r route.Route) (taken []route.Route, whole bool) {
-	for _, i := range s.byShape[shape{op.Method, len(r)}] {
+// owner is the operation of method that grants r, the first in matching
+// order, nil for none.
+func (s *Spec) owner(method string, r route.Route) *Operation {
+	for _, i := range s.byShape[shape{method, len(r)}] {
+		if op := &s.Operations[i]; op.grants(r) {
+			return op
+		}
+	}
+	return nil
+}
+
+// Digest identifies the document the spec was read from.
+func (s *Spec) Digest() [32]byte { return s.digest }
+
+// before is Taken for r as a route of op, or of none with op nil.
+func (s *Spec) before(method string, op *Operation, r route.Route) (taken []route.Route, whole bool) {
+	for _, i := range s.byShape[shape{method, len(r)}] {
 		o := &s.Operations[i]
 		if o == op {
 			break

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
 )
 
@@ -468,8 +470,7 @@ paths:
 	if string(key) != "/r/us/s/true/{int}" {
 		t.Fatalf("key %s", key)
 	}
-	var got []string
-	s.Alternatives(op, nil, segs, func(k []byte) { got = append(got, string(k)) })
+	got := alternatives(t, s, "GET", string(key))
 	want := []string{
 		"/r/ap/s/false/{int}", "/r/ap/s/true/{int}", "/r/eu/s/false/{int}", "/r/eu/s/true/{int}",
 		"/r/us/s/false/{int}",
@@ -481,7 +482,7 @@ paths:
 	if op.HasEnum() {
 		t.Error("no enum here")
 	}
-	s.Alternatives(op, nil, route.AppendSegments(nil, "/n/7"), func([]byte) { t.Error("no alternatives without an enum") })
+	assert.Empty(t, alternatives(t, s, "GET", "/n/{int}"), "no alternatives without an enum")
 }
 
 // An operation whose enums make more than MaxEnumRoutes routes is refused,
@@ -510,8 +511,7 @@ paths:
 	if err != nil || len(s.Operations) != 1 || len(s.Refused) != 0 {
 		t.Fatalf("8x8 enums: %v, %d operations, refused %v", err, len(s.Operations), s.Refused)
 	}
-	n := 0
-	s.Alternatives(&s.Operations[0], nil, []string{"x", "v0", "v0"}, func([]byte) { n++ })
+	n := len(alternatives(t, s, "GET", "/x/v0/v0"))
 	if n != MaxEnumRoutes-1 {
 		t.Errorf("%d alternatives, want %d", n, MaxEnumRoutes-1)
 	}
@@ -524,38 +524,47 @@ paths:
 	}
 }
 
-// Preceding lists what the operations before a route's own take of it,
-// narrowed to the route, and nothing for a route no operation grants.
-func TestPreceding(t *testing.T) {
+// Taken lists what the operations before a route's own take of it,
+// narrowed to the route, and for any other route what every operation
+// takes of it.
+func TestTaken(t *testing.T) {
 	s := load(t, "overlap.yaml")
 	for _, tc := range []struct {
 		method, route string
 		taken         []string
 		whole         bool
+		heuristic     bool
 	}{
-		{"GET", "/api/users/{token}", []string{"/api/users/me"}, false},
-		{"GET", "/api/users/me", nil, false},
-		{"GET", "/api/users/{token}/orders/{int}", []string{"/api/users/admin/orders/{int}"}, false},
+		{"GET", "/api/users/{token}", []string{"/api/users/me"}, false, false},
+		{"GET", "/api/users/me", nil, false, false},
+		{"GET", "/api/users/{token}/orders/{int}", []string{"/api/users/admin/orders/{int}"}, false, false},
 		// An enum's other values go to the operations before it, whole or
 		// in part; its literal route is taken where a literal is first.
-		{"GET", "/api/shops/eu/items/{int}", []string{"/api/shops/eu/items/{int}"}, true},
-		{"GET", "/api/shops/us/items/{int}", nil, false},
+		{"GET", "/api/shops/eu/items/{int}", []string{"/api/shops/eu/items/{int}"}, true, false},
+		{"GET", "/api/shops/us/items/{int}", nil, false, false},
 		// A literal before a wildcard, at the wildcard's type.
-		{"GET", "/api/shops/{token}/{token}/{uuid}", []string{"/api/shops/eu/items/{uuid}"}, false},
+		{"GET", "/api/shops/{token}/{token}/{uuid}", []string{"/api/shops/eu/items/{uuid}"}, false, false},
 		// An enum's values a wildcard admits, one route each.
-		{"GET", "/api/catalog/{token}/{token}", []string{"/api/catalog/3/list", "/api/catalog/books/list", "/api/catalog/films/list"}, false},
+		{"GET", "/api/catalog/{token}/{token}", []string{"/api/catalog/3/list", "/api/catalog/books/list", "/api/catalog/films/list"}, false, false},
 		// Types that meet without one holding the other: the narrower
 		// type of the two, or the earlier operation's.
-		{"GET", "/api/v/{token}/x", []string{"/api/v/{int}/x"}, false},
-		{"DELETE", "/api/v/{token}/x", nil, false},
-		{"GET", "/api/nowhere/{int}", nil, false},
-		{"POST", "/api/users/{token}", nil, false},
+		{"GET", "/api/v/{token}/x", []string{"/api/v/{int}/x"}, false, false},
+		{"DELETE", "/api/v/{token}/x", nil, false, false},
+		{"GET", "/api/nowhere/{int}", nil, false, false},
+		{"POST", "/api/users/{token}", nil, false, false},
+		// A route no operation grants, heuristic or of an operation the
+		// spec no longer has: every operation takes its part.
+		{"GET", "/api/users/{int}", []string{"/api/users/{int}"}, true, true},
+		{"GET", "/api/users/{id}", []string{"/api/users/{id}"}, true, false},
+		{"GET", "/api/v/{token}/{int}", []string{"/api/v/{int}/{int}"}, false, true},
+		{"GET", "/api/v/{token}/x", []string{"/api/v/{int}/x", "/api/v/{token}/x"}, true, true},
+		{"GET", "/api/nowhere/{int}", nil, false, true},
 	} {
 		rt, err := route.ParseKey(tc.route)
 		if err != nil {
 			t.Fatal(err)
 		}
-		taken, whole := s.Preceding(tc.method, rt)
+		taken, whole := s.Taken(tc.method, rt, !tc.heuristic)
 		var got []string
 		for _, r := range taken {
 			got = append(got, r.String())
@@ -570,18 +579,18 @@ func TestPreceding(t *testing.T) {
 	if !ok {
 		t.Fatal("no shops operation")
 	}
-	var alts []string
-	s.Alternatives(op, nil, route.AppendSegments(nil, "/api/shops/us/items/7"), func(k []byte) { alts = append(alts, string(k)) })
+	alts := alternatives(t, s, op.Method, "/api/shops/us/items/{int}")
 	if want := []string{"/api/shops/5/items/{int}"}; !slices.Equal(alts, want) {
 		t.Errorf("alternatives %q, want %q", alts, want)
 	}
 }
 
-// A route of an operation admits a request, none of what Preceding says
-// the operations before it take admitting it too, exactly when Match
-// gives that operation: every route of every operation of a spec of
-// overlapping operations, against every path of their segments.
-func TestPrecedingAgreesWithMatch(t *testing.T) {
+// A route of an operation admits a request, none of what Taken says the
+// operations before it take admitting it too, exactly when Match gives
+// that operation; any other route, exactly when Match gives none: every
+// route of every operation of a spec of overlapping operations, and
+// routes of wildcards of each type, against every path of their segments.
+func TestTakenAgreesWithMatch(t *testing.T) {
 	s := load(t, "overlap.yaml")
 	vocab := []string{"users", "me", "admin", "alice", "orders", "7", "5", "x", "shops", "eu", "us",
 		"items", "latest", "v", "catalog", "books", "list", "3", "0f3c9e2a-1b4d-4c8e-9a7f-2d6b8e1c5a3f"}
@@ -603,7 +612,7 @@ func TestPrecedingAgreesWithMatch(t *testing.T) {
 	for i := range s.Operations {
 		op := &s.Operations[i]
 		for _, rt := range grantedRoutes(op) {
-			taken, _ := s.Preceding(op.Method, rt)
+			taken, _ := s.Taken(op.Method, rt, true)
 			for _, p := range probes {
 				got := rt.Match(p) && !slices.ContainsFunc(taken, func(r route.Route) bool { return r.Match(p) })
 				m, ok := s.Match(op.Method, "/"+strings.Join(p, "/"))
@@ -619,6 +628,32 @@ func TestPrecedingAgreesWithMatch(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Errorf("only %d requests granted: the probes miss the spec", checked)
+	}
+	heuristic := 0
+	for _, n := range []int{3, 4, 5} {
+		for _, typ := range []route.Type{route.Int, route.UUID, route.Token} {
+			for at := 1; at < n; at++ {
+				rt := make(route.Route, n)
+				for i := range rt {
+					rt[i] = route.Segment{Wild: route.Token}
+				}
+				rt[0] = route.Segment{Lit: "api"}
+				rt[at] = route.Segment{Wild: typ}
+				taken, _ := s.Taken("GET", rt, false)
+				for _, p := range probes {
+					got := rt.Match(p) && !slices.ContainsFunc(taken, func(r route.Route) bool { return r.Match(p) })
+					_, ok := s.Match("GET", "/"+strings.Join(p, "/"))
+					if want := rt.Match(p) && !ok; got != want {
+						t.Fatalf("%s on /%s: route and taken say %v, Match %v (taken %v)", rt, strings.Join(p, "/"), got, want, taken)
+					} else if want {
+						heuristic++
+					}
+				}
+			}
+		}
+	}
+	if heuristic < 20 {
+		t.Errorf("only %d requests left to heuristic routes", heuristic)
 	}
 }
 
@@ -640,6 +675,20 @@ func grantedRoutes(op *Operation) []route.Route {
 			}
 		}
 		out = next
+	}
+	return out
+}
+
+// alternatives are the keys of Spec.Alternatives of the route key.
+func alternatives(t *testing.T, s *Spec, method, key string) []string {
+	t.Helper()
+	rt, err := route.ParseKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range s.Alternatives(method, rt) {
+		out = append(out, r.String())
 	}
 	return out
 }
