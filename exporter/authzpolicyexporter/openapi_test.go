@@ -358,38 +358,3 @@ func TestOverlappingOperations(t *testing.T) {
 		assert.Greater(t, allowed, 10)
 	}
 }
-
-// A new version of a spec that adds an operation narrows the wildcard
-// grants learned before it: what the new operation takes is left out from
-// the flush that uses the new version on, without new traffic.
-func TestSpecReloadNarrowsOperations(t *testing.T) {
-	ctx := context.Background()
-	const wide = `openapi: 3.0.3
-info: {title: t, version: "1"}
-servers: [{url: /api}]
-paths:
-  /users/{name}:
-    get:
-      parameters: [{name: name, in: path, required: true, schema: {type: string}}]
-      responses: {"200": {description: ok}}
-`
-	file := filepath.Join(t.TempDir(), "users.yaml")
-	require.NoError(t, os.WriteFile(file, []byte(wide), 0o600))
-	e, dir := newTestExporter(t, func(c *Config) {
-		c.Routes.OpenAPI = []OpenAPIConfig{{Callee: shop, Spec: file}}
-	})
-	require.NoError(t, e.consumeTraces(ctx, callSpans(shop, frontend, call{"GET", "/api/users/alice"})))
-	require.NoError(t, e.flush(ctx))
-	allowed := func(path string) bool {
-		return readBundle(t, dir).Allowed(opatest.Request{Destination: shop, Source: frontend, Method: "GET", Path: path})
-	}
-	assert.True(t, allowed("/api/users/me"), "one operation, /users/me is one of its paths")
-
-	narrow := strings.Replace(wide, "paths:\n", "paths:\n  /users/me:\n    get: {responses: {\"200\": {description: ok}}}\n", 1)
-	require.NoError(t, os.WriteFile(file, []byte(narrow), 0o600))
-	for range 2 { // a new version is used once two reads find it
-		require.NoError(t, e.flush(ctx))
-	}
-	assert.False(t, allowed("/api/users/me"), "now its own operation, never used")
-	assert.True(t, allowed("/api/users/bob"))
-}
