@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/aggregate"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/route/openapi"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
@@ -148,4 +150,28 @@ var operationSeeds = [][]byte{
 	{2, 8, 8, 8, 1, 3, 5, 7, 9, 11},  // three wildcards
 	{1, 0, 0, 4, 6, 13, 15},          // /{int}/{int} less uuid, literals of other types
 	{2, 8, 2, 6, 6, 6, 6, 1, 13, 11}, // mixed
+}
+
+// Callees' bundles split from a published tarball whose grants leave
+// routes out are Render's, byte for byte: what a route leaves out reads
+// back through the grants' own types.
+func TestSplitMatchesRenderWithOperations(t *testing.T) {
+	spec, err := openapi.Parse([]byte(rtoOverlap), "overlap")
+	require.NoError(t, err)
+	var recs []aggregate.Record
+	for _, p := range []string{"/api/u/zz", "/api/u/me", "/api/api/u/7", "/api/m/q/r/s"} {
+		recs = append(recs, rtoLearn(spec, "spiffe://example.org/ns/c/sa/c0", p)...)
+	}
+	b, err := Render(context.Background(), rtoRecords(recs), rtoOptions(spec))
+	require.NoError(t, err)
+	data := string(b.Files[CalleeDir(rtoShop)+"/data.json"])
+	require.Contains(t, data, `"except"`)
+	require.Contains(t, data, `"except_matching"`)
+	split, err := Split(b.Tarball, nil)
+	require.NoError(t, err)
+	require.Len(t, split.Callees, len(b.Callees))
+	for i, c := range b.Callees {
+		require.Equal(t, c.Revision, split.Callees[i].Revision, c.ID)
+		require.True(t, bytes.Equal(c.Tarball, split.Callees[i].Tarball), c.ID)
+	}
 }
