@@ -337,10 +337,11 @@ func (c *callee) group(dst string, recs []aggregate.Record, spec Spec, at int, o
 		}
 		c.cover[index[k]], c.exact[index[k]] = ruleOf[i], ok
 	}
-	if gr.Paths == nil && gr.Templates == nil {
+	if gr.Paths == nil && gr.Templates == nil && gr.Operations == nil {
 		return nil
 	}
 	gr.Templates.sort()
+	gr.Operations.sort()
 	return gr
 }
 

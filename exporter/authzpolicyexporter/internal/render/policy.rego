@@ -8,9 +8,9 @@
 #   A grant holds "paths", its literal routes as keys, and "templates", its
 #   wildcard routes by segment count, then in groups of the same wildcard
 #   positions, keyed by their literal segments joined by "/": a request finds
-#   its candidates by keyed lookups and matches only the wildcards. A route
-#   an API spec's operations take requests from is listed under
-#   "operations", with what it leaves out.
+#   its candidates by keyed lookups and matches only the wildcards. Routes
+#   an API spec's operations take requests from are in "operations", laid
+#   out alike, with what each leaves out.
 #   This file is the same for every bundle: observed values never become code.
 package envoy.authz
 
@@ -71,7 +71,7 @@ granted if {
 # wildcard stands).
 granted if {
 	segs := segments
-	some group in grant.templates[format_int(count(segs), 10)]
+	some group in grant.operations[format_int(count(segs), 10)]
 	some op in group.operations[concat("/", [segs[i] | some i in group.literals])]
 	every j, type in op.types {
 		regex.match(wildcard_patterns[type], segs[group.wildcards[j]])

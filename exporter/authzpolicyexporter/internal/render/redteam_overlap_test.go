@@ -307,17 +307,17 @@ func TestRedteamFixedManyPrecedingOperationsAreKeyed(t *testing.T) {
 	require.True(t, policy.Allowed(opatest.Request{Destination: rtoShop, Source: src, Method: "GET", Path: fmt.Sprintf("/api/x/seven/a%d", n-1)}))
 
 	var callers map[string]map[string]struct {
-		Templates map[string]map[string]struct {
+		Operations map[string]map[string]struct {
 			Operations map[string]map[string]struct {
 				ExceptMatching map[string]struct {
 					At   []int              `json:"at"`
 					Rows map[string][][]any `json:"rows"`
 				} `json:"except_matching"`
 			} `json:"operations"`
-		} `json:"templates"`
+		} `json:"operations"`
 	}
 	require.NoError(t, json.Unmarshal(b.Files[CalleeDir(rtoShop)+"/data.json"], &callers))
-	groups := callers[src]["GET"].Templates["4"]["2,3"].Operations["api/x"]["token,token"].ExceptMatching
+	groups := callers[src]["GET"].Operations["4"]["2,3"].Operations["api/x"]["token,token"].ExceptMatching
 	require.Len(t, groups, 1)
 	assert.Equal(t, []int{1}, groups["1"].At)
 	assert.Len(t, groups["1"].Rows, n)

@@ -157,10 +157,13 @@ func CalleeDir(id string) string {
 
 // grant is what the policy reads for one (destination, source, method):
 // literal routes as keys of Paths, one lookup; wildcard routes in
-// Templates.
+// Templates, and those that leave routes out (Rule.Except) in Operations,
+// laid out alike, so that a grant without them costs a denied request one
+// lookup more.
 type grant struct {
-	Paths     map[string]bool `json:"paths,omitempty"`
-	Templates templates       `json:"templates,omitempty"`
+	Paths      map[string]bool `json:"paths,omitempty"`
+	Templates  templates       `json:"templates,omitempty"`
+	Operations templates       `json:"operations,omitempty"`
 }
 
 type wildcard struct {
@@ -360,10 +363,14 @@ func (g *grant) add(rt route.Route, except []route.Route) {
 		g.Paths[rt.String()] = true
 		return
 	}
-	if g.Templates == nil {
-		g.Templates = templates{}
+	t := &g.Templates
+	if len(except) > 0 {
+		t = &g.Operations
 	}
-	g.Templates.add(rt, except)
+	if *t == nil {
+		*t = templates{}
+	}
+	t.add(rt, except)
 }
 
 // assemble lays out a bundle of one module and its data, the module below

@@ -260,12 +260,14 @@ func grantRoutes(g any) ([]grantRoute, error) {
 		}
 		out = append(out, grantRoute{route: rt})
 	}
-	if t, ok := gm["templates"]; ok {
-		rts, err := readTemplates(t)
-		if err != nil {
-			return nil, err
+	for _, k := range []string{"templates", "operations"} {
+		if t, ok := gm[k]; ok {
+			rts, err := readTemplates(t)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rts...)
 		}
-		out = append(out, rts...)
 	}
 	return out, nil
 }
