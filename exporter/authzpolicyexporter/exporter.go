@@ -144,6 +144,9 @@ func newExporter(cfg *Config, set exporter.Settings) (*authzExporter, error) {
 		set:       set.TelemetrySettings,
 		replicas:  reps,
 	}
+	if x.specs != nil && len(x.specs.entries) > 0 {
+		e.guard.operation = x.specs.operation
+	}
 	e.life = lifecycle.New(e.lifecycleConfig())
 	return e, nil
 }
@@ -391,7 +394,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	}
 	records := e.evidenced(snapshot)
 	ov := e.rules.Rules()
-	b, err := render.Render(ctx, records, render.Options{
+	opts := render.Options{
 		CardinalityThreshold: e.cfg.Routes.CardinalityThreshold,
 		Callees:              modes,
 		UnseenCallees:        e.cfg.unseenCallees(),
@@ -402,7 +405,8 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		Signing:              e.signing,
 		PerCallee:            e.callees != nil,
 		Cache:                e.cache,
-	})
+	}
+	b, err := render.Render(ctx, records, opts)
 	if err != nil {
 		e.publishOutcome(ctx, "failed")
 		e.logger.Error("Rendering the bundle failed; the last published bundle stays", zap.Error(err))
@@ -414,6 +418,7 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.logger.Warn("Aggregate entries could not be rendered and were left out", zap.Int("entries", b.Skipped))
 	}
 	if b.Revision == e.lastRevision {
+		e.extract.specs.markPublished()
 		e.publishOutcome(ctx, "unchanged")
 		// The callees' bundles a failure left behind; the others cost
 		// nothing.
@@ -422,9 +427,9 @@ func (e *authzExporter) flush(ctx context.Context) error {
 	// Rules of audited callees, rules an operator denied and rules a new
 	// version of the callee's API spec takes away are removed on purpose:
 	// an audited callee allows everything anyway.
+	bySpec := e.removedBySpec(ctx, records, opts)
 	explained := func(r render.Rule) bool {
-		return modes[r.Destination] == lifecycle.Audit || ov.Denies(r.Destination, r.Source, r.Method, r.Route) ||
-			e.extract.specs.changedFor(r.Destination)
+		return modes[r.Destination] == lifecycle.Audit || ov.Denies(r.Destination, r.Source, r.Method, r.Route) || bySpec(r)
 	}
 	if unexplained, hold := e.guard.check(b.Rules, now, explained); hold {
 		e.publishOutcome(ctx, "held_back")
@@ -643,6 +648,30 @@ func (e *authzExporter) reloadOverrides(ctx context.Context) {
 		e.telemetry.AuthzPolicyOverridesReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "loaded")))
 		set := e.rules.Rules()
 		e.logger.Info("Read the changed overrides file", zap.String("file", e.cfg.OverridesFile), zap.Int("allow", len(set.Allow)), zap.Int("deny", len(set.Deny)))
+	}
+}
+
+// removedBySpec tells, for a rule the next bundle removes, whether a new
+// version of its callee's spec removed it: rendered from the same records
+// with the specs the bundle in place was rendered with, it stays. Rules
+// the records no longer hold are no spec's doing. Only when a spec
+// changed is anything rendered again, and at most once.
+func (e *authzExporter) removedBySpec(ctx context.Context, records []aggregate.Record, opts render.Options) func(render.Rule) bool {
+	if !e.extract.specs.changed() {
+		return func(render.Rule) bool { return false }
+	}
+	var kept map[string]bool
+	return func(r render.Rule) bool {
+		if kept == nil {
+			kept = map[string]bool{}
+			opts.Specs, opts.Cache, opts.PerCallee, opts.Signing = e.extract.specs.publishedSpec, nil, false, nil
+			if old, err := render.Render(ctx, records, opts); err == nil {
+				for _, o := range old.Rules {
+					kept[o.Key()] = true
+				}
+			}
+		}
+		return kept[r.Key()]
 	}
 }
 

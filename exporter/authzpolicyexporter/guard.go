@@ -28,6 +28,11 @@ type shrinkGuard struct {
 	published []render.Rule
 	expired   map[group]bool // groups with expired keys since then
 	heldSince time.Time
+	// operation, when set, names the operation a rule is one of the
+	// routes of, where an operation is granted as many (an enum's
+	// values): those rules count as one, removed if any is, so that one
+	// request does not weigh 64 rules.
+	operation func(render.Rule) (string, bool)
 }
 
 type group struct{ dst, src, method string }
@@ -68,7 +73,21 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		byGroup[gr] = append(byGroup[gr], r)
 		present[routeAt{gr, routeHash(seed, r.Route)}] = r.Route
 	}
+	published := len(g.published)
+	var ops, removedOps map[string]bool
+	if g.operation != nil {
+		ops, removedOps = map[string]bool{}, map[string]bool{}
+	}
 	for _, r := range g.published {
+		op, isOp := "", false
+		if ops != nil {
+			if op, isOp = g.operation(r); isOp {
+				if ops[op] {
+					published--
+				}
+				ops[op] = true
+			}
+		}
 		gr := group{r.Destination, r.Source, r.Method}
 		if p, ok := present[routeAt{gr, routeHash(seed, r.Route)}]; ok && slices.Equal(p, r.Route) {
 			continue
@@ -76,9 +95,15 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		if g.expired[gr] || covered(byGroup[gr], r.Route) || explained(r) {
 			continue
 		}
+		if isOp {
+			if removedOps[op] {
+				continue
+			}
+			removedOps[op] = true
+		}
 		unexplained++
 	}
-	if float64(unexplained) <= g.maxShrink*float64(len(g.published)) {
+	if float64(unexplained) <= g.maxShrink*float64(published) {
 		g.heldSince = time.Time{}
 		return unexplained, false
 	}

@@ -24,9 +24,10 @@ type specEntry struct {
 	strict bool
 	file   *reload.File[*openapi.Spec]
 	inUse  atomic.Pointer[openapi.Spec]
-	// published is the digest of the spec the bundle in place was
-	// rendered with (flushes only).
-	published [32]byte
+	// published is the spec the bundle in place was rendered with, as
+	// far as this process knows: the one read at start until it
+	// publishes (flushes only).
+	published *openapi.Spec
 }
 
 func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, error) {
@@ -34,7 +35,7 @@ func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, er
 	if err != nil {
 		return nil, err
 	}
-	e := &specEntry{callee: callee, strict: strict, file: f, published: f.Value().Digest()}
+	e := &specEntry{callee: callee, strict: strict, file: f, published: f.Value()}
 	e.inUse.Store(f.Value())
 	return e, nil
 }
@@ -64,26 +65,65 @@ func (s *specSet) find(dst string) *specEntry {
 // (render.Options.Specs).
 func (s *specSet) renderSpec(dst string) render.Spec {
 	if e := s.find(dst); e != nil {
-		return e.spec()
+		return calleeSpec{e.spec(), e.strict}
 	}
 	return nil
 }
 
-// changedFor reports whether callee dst's spec changed since the bundle
-// in place was rendered: a new version explains the rules it takes away.
-func (s *specSet) changedFor(dst string) bool {
-	e := s.find(dst)
-	return e != nil && e.spec().Digest() != e.published
+// calleeSpec is an entry's spec as rendering reads it, with the entry's
+// strict.
+type calleeSpec struct {
+	*openapi.Spec
+	strict bool
 }
 
-// markPublished notes that the bundle in place was rendered with the
-// specs in use.
+func (c calleeSpec) Strict() bool { return c.strict }
+
+// changed reports whether a spec changed since the bundle in place was
+// rendered.
+func (s *specSet) changed() bool {
+	if s == nil {
+		return false
+	}
+	for _, e := range s.entries {
+		if e.spec().Digest() != e.published.Digest() {
+			return true
+		}
+	}
+	return false
+}
+
+// publishedSpec is the spec callee dst's rules in place were rendered
+// with, nil for none (render.Options.Specs).
+func (s *specSet) publishedSpec(dst string) render.Spec {
+	if e := s.find(dst); e != nil {
+		return calleeSpec{e.published, e.strict}
+	}
+	return nil
+}
+
+// operation names the operation of a callee's spec whose enum grants
+// rule r as one of its values (shrinkGuard.operation).
+func (s *specSet) operation(r render.Rule) (string, bool) {
+	e := s.find(r.Destination)
+	if e == nil {
+		return "", false
+	}
+	op, ok := e.spec().EnumOperation(r.Method, r.Route)
+	if !ok {
+		return "", false
+	}
+	return r.Destination + " " + r.Source + " " + op, true
+}
+
+// markPublished notes that the bundle in place is what the specs in use
+// render.
 func (s *specSet) markPublished() {
 	if s == nil {
 		return
 	}
 	for _, e := range s.entries {
-		e.published = e.spec().Digest()
+		e.published = e.spec()
 	}
 }
 

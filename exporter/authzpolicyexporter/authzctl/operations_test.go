@@ -38,6 +38,10 @@ func (s takenSpec) Taken(string, route.Route, bool) ([]route.Route, bool) {
 
 func (takenSpec) Alternatives(string, route.Route) []route.Route { return nil }
 
+func (takenSpec) Strict() bool { return false }
+
+func (takenSpec) Owns(string, route.Route) bool { return true }
+
 func (s takenSpec) Digest() [32]byte { return sha256.Sum256([]byte(strings.Join(s, "\n"))) }
 
 func taking(taken ...string) render.Options {

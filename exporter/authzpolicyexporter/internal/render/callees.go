@@ -38,6 +38,9 @@ type Cache struct {
 	callees map[string]*callee
 	// compiled is the base whose operator data last compiled.
 	compiled [32]byte
+	// specs are the callees' specs of the current Render call, each
+	// answering once per route: callers share their routes.
+	specs map[specKey]*memoSpec
 	// unseenKey is what the unseen bundle was made from.
 	unseenKey    [32]byte
 	unseenBundle *CalleeBundle
@@ -72,6 +75,68 @@ type callee struct {
 	// bundle is the callee's own bundle, made on first use.
 	bundle *CalleeBundle
 	entry  []byte // the entry bundle was made with
+}
+
+type specKey struct {
+	digest [32]byte
+	strict bool
+}
+
+// memoSpec is a Spec that answers each question once.
+type memoSpec struct {
+	Spec
+	owns  map[string]bool
+	taken map[string]takenRoutes
+	alts  map[string][]route.Route
+}
+
+type takenRoutes struct {
+	routes []route.Route
+	whole  bool
+}
+
+// memo returns the memo of s for this Render call (nil for none).
+func (c *Cache) memo(s Spec) Spec {
+	if s == nil {
+		return nil
+	}
+	k := specKey{s.Digest(), s.Strict()}
+	m := c.specs[k]
+	if m == nil {
+		m = &memoSpec{Spec: s, owns: map[string]bool{}, taken: map[string]takenRoutes{}, alts: map[string][]route.Route{}}
+		c.specs[k] = m
+	}
+	return m
+}
+
+func (m *memoSpec) Owns(method string, rt route.Route) bool {
+	k := method + " " + rt.String()
+	v, ok := m.owns[k]
+	if !ok {
+		v = m.Spec.Owns(method, rt)
+		m.owns[k] = v
+	}
+	return v
+}
+
+func (m *memoSpec) Taken(method string, rt route.Route, operation bool) ([]route.Route, bool) {
+	k := fmt.Sprint(method, " ", rt.String(), " ", operation)
+	v, ok := m.taken[k]
+	if !ok {
+		v.routes, v.whole = m.Spec.Taken(method, rt, operation)
+		m.taken[k] = v
+	}
+	return slices.Clone(v.routes), v.whole
+}
+
+func (m *memoSpec) Alternatives(method string, rt route.Route) []route.Route {
+	k := method + " " + rt.String()
+	v, ok := m.alts[k]
+	if !ok {
+		v = m.Spec.Alternatives(method, rt)
+		m.alts[k] = v
+	}
+	return v
 }
 
 // altEvidence is a rule granted with an operation, and the record (the
@@ -154,11 +219,14 @@ func (c *Cache) callee(base [32]byte, dst string, recs []aggregate.Record, opts 
 	field(dst)
 	var spec Spec
 	if opts.Specs != nil {
-		spec = opts.Specs(dst)
+		spec = c.memo(opts.Specs(dst))
 	}
 	if spec != nil {
 		d := spec.Digest()
 		h.Write(d[:])
+		if spec.Strict() {
+			h.Write([]byte("strict"))
+		}
 	}
 	for _, r := range recs {
 		field(r.Source)
@@ -303,6 +371,11 @@ func (c *callee) group(dst string, recs []aggregate.Record, spec Spec, at int, o
 	gr := &grant{}
 	for i, rt := range generalized {
 		ruleOf[i] = -1
+		if spec != nil && spec.Strict() && !(spec.Owns(method, rt) && (!rt.HasWildcard() || operation[rt.String()])) {
+			// Learned before the spec, or an operation it no longer
+			// has: no request of it would be learned now.
+			continue
+		}
 		except, whole := taken(spec, method, rt, operation[rt.String()])
 		if whole {
 			continue

@@ -105,6 +105,10 @@ func (s takenSpec) Taken(string, route.Route, bool) ([]route.Route, bool) {
 
 func (takenSpec) Alternatives(string, route.Route) []route.Route { return nil }
 
+func (takenSpec) Strict() bool { return false }
+
+func (takenSpec) Owns(string, route.Route) bool { return true }
+
 func (s takenSpec) Digest() [32]byte {
 	var b strings.Builder
 	for _, r := range s {

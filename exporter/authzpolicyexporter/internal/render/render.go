@@ -91,6 +91,12 @@ type Options struct {
 
 // Spec is a callee's API spec as rendering reads it (openapi.Spec).
 type Spec interface {
+	// Strict says that requests of no operation are refused: a route
+	// that is none of the spec's (Owns) grants nothing.
+	Strict() bool
+	// Owns reports whether rt is a route of the spec's: a literal route
+	// an operation admits, a wildcard route an operation grants.
+	Owns(method string, rt route.Route) bool
 	// Taken is what the spec's operations of method take of wildcard
 	// route rt, a route of an operation when operation is set: the routes
 	// of the requests they have (see openapi.Spec.Taken).
@@ -194,6 +200,8 @@ func Render(ctx context.Context, records []aggregate.Record, opts Options) (*Bun
 	if cache == nil {
 		cache = NewCache()
 	}
+	cache.specs = map[specKey]*memoSpec{}
+	defer func() { cache.specs = nil }()
 	base := cache.base(sharedJSON, opts)
 
 	// Every callee with records, then those known without any: a callee

@@ -570,12 +570,18 @@ func basePath(servers openapi3.Servers) ([]Slot, error) {
 			return nil, fmt.Errorf("server variable %q has no default", name)
 		}
 	}
+	if strings.HasPrefix(srv.URL, "//") {
+		// A network-path reference names a host, not a first segment.
+		abs := *srv
+		abs.URL = "http:" + srv.URL
+		srv = &abs
+	}
 	bp, err := srv.BasePath()
 	if err != nil {
-		return nil, fmt.Errorf("server url %q: %v", srv.URL, err)
+		return nil, fmt.Errorf("server url %q: %v", servers[0].URL, err)
 	}
 	if strings.ContainsAny(bp, "{}") {
-		return nil, fmt.Errorf("server url %q: variable without a definition", srv.URL)
+		return nil, fmt.Errorf("server url %q: variable without a definition", servers[0].URL)
 	}
 	bp = strings.Trim(bp, "/")
 	if bp == "" {
@@ -585,7 +591,7 @@ func basePath(servers openapi3.Servers) ([]Slot, error) {
 	for _, seg := range strings.Split(bp, "/") {
 		lit, ok := literal(seg)
 		if !ok || seg == "" {
-			return nil, fmt.Errorf("server url %q: segment %q cannot be a literal path segment", srv.URL, seg)
+			return nil, fmt.Errorf("server url %q: segment %q cannot be a literal path segment", servers[0].URL, seg)
 		}
 		slots = append(slots, Slot{Kind: Literal, Lit: lit})
 	}
@@ -755,6 +761,33 @@ func (s *Spec) Match(method, path string) (*Operation, bool) {
 	return nil, false
 }
 
+// meets reports whether op and r admit some request in common.
+func (op *Operation) meets(r route.Route) bool {
+	if len(r) != len(op.Segments) {
+		return false
+	}
+	for i := range op.Segments {
+		s, want := &op.Segments[i], r[i]
+		switch {
+		case want.Wild == 0:
+			if !s.Matches(want.Lit) {
+				return false
+			}
+		case s.Kind == Literal:
+			if !want.Wild.Matches(s.Lit) {
+				return false
+			}
+		case s.Kind == Wildcard:
+			if !route.Meet(want.Wild, s.Type) {
+				return false
+			}
+		case !slices.ContainsFunc(s.Values, want.Wild.Matches):
+			return false
+		}
+	}
+	return true
+}
+
 // grants reports whether r is a route op grants: its template with, at
 // each enum position, one of the enum's values.
 func (op *Operation) grants(r route.Route) bool {
@@ -796,6 +829,26 @@ func (s *Spec) Taken(method string, r route.Route, operation bool) (taken []rout
 	return s.before(method, nil, r)
 }
 
+// Owns reports whether route r of method is one of the spec's: a literal
+// route some operation admits, a wildcard route an operation grants.
+func (s *Spec) Owns(method string, r route.Route) bool {
+	if !r.HasWildcard() {
+		_, ok := s.Match(method, r.String())
+		return ok
+	}
+	return s.owner(method, r) != nil
+}
+
+// EnumOperation names the operation with an enum that grants route r of
+// method (Operation.String), if one does.
+func (s *Spec) EnumOperation(method string, r route.Route) (string, bool) {
+	op := s.owner(method, r)
+	if op == nil || !op.HasEnum() {
+		return "", false
+	}
+	return op.String(), true
+}
+
 // owner is the operation of method that grants r, the first in matching
 // order, nil for none.
 func (s *Spec) owner(method string, r route.Route) *Operation {
@@ -831,6 +884,11 @@ func (s *Spec) before(method string, op *Operation, r route.Route) (taken []rout
 // narrower of the two types. Nothing when op and r admit no request in
 // common.
 func (op *Operation) within(r route.Route, out []route.Route) []route.Route {
+	// Most operations of a shape meet a route nowhere: find out before
+	// copying anything.
+	if !op.meets(r) {
+		return out
+	}
 	at := len(out)
 	out = append(out, slices.Clone(r))
 	for i := range op.Segments {
