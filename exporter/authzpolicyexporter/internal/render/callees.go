@@ -261,20 +261,11 @@ func taken(spec Spec, method string, rt route.Route, operation bool) ([]route.Ro
 // from rt only at its wildcards, as the policy reads what a route leaves
 // out; any other route takes nothing of rt.
 func within(e, rt route.Route) bool {
-	if len(e) != len(rt) {
+	if !route.Overlaps(e, rt) {
 		return false
 	}
 	for i, s := range rt {
-		switch {
-		case s.Wild == 0:
-			if e[i] != s {
-				return false
-			}
-		case e[i].Wild == 0:
-			if !s.Wild.Matches(e[i].Lit) {
-				return false
-			}
-		case !route.Meet(s.Wild, e[i].Wild):
+		if s.Wild == 0 && e[i] != s {
 			return false
 		}
 	}

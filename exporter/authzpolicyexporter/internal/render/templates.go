@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -322,7 +321,7 @@ func (g group) route(key string, types any) (route.Route, error) {
 func (g group) except(rt route.Route, op map[string]any) ([]route.Route, error) {
 	var out []route.Route
 	keys, _ := op["except"].(map[string]any)
-	for _, k := range slices.Sorted(maps.Keys(keys)) {
+	for k := range keys {
 		vals := []string{k}
 		if len(g.wilds) > 1 {
 			vals = strings.Split(k, "/")
@@ -369,20 +368,14 @@ func (g group) exceptRow(rt route.Route, r any) (route.Route, error) {
 	}
 	ex := slices.Clone(rt)
 	for j, i := range g.wilds {
-		switch v := row[j].(type) {
-		case nil:
-		case string:
-			ex[i] = route.Segment{Lit: v}
-		case map[string]any:
-			name, _ := v["type"].(string)
-			t, ok := route.ParseType(name)
-			if !ok {
-				return nil, fmt.Errorf("unknown wildcard type %q", name)
-			}
-			ex[i] = route.Segment{Wild: t}
-		default:
-			return nil, errors.New("except_matching segment is neither null, a literal nor a wildcard")
+		if row[j] == nil {
+			continue // the route's own wildcard
 		}
+		seg, err := readSegment(row[j])
+		if err != nil {
+			return nil, fmt.Errorf("except_matching: %w", err)
+		}
+		ex[i] = seg
 	}
 	return ex, nil
 }
@@ -423,19 +416,28 @@ func positions(v any, n int) ([]int, error) {
 func readSegments(segs []any) (route.Route, error) {
 	rt := make(route.Route, len(segs))
 	for i, s := range segs {
-		switch s := s.(type) {
-		case string:
-			rt[i].Lit = s
-		case map[string]any:
-			name, _ := s["type"].(string)
-			t, ok := route.ParseType(name)
-			if !ok {
-				return nil, fmt.Errorf("unknown wildcard type %q", name)
-			}
-			rt[i].Wild = t
-		default:
-			return nil, errors.New("template segment is neither a string nor a wildcard")
+		seg, err := readSegment(s)
+		if err != nil {
+			return nil, err
 		}
+		rt[i] = seg
 	}
 	return rt, nil
+}
+
+// readSegment reads a literal segment (a string) or a {"type": ...}
+// wildcard.
+func readSegment(v any) (route.Segment, error) {
+	switch v := v.(type) {
+	case string:
+		return route.Segment{Lit: v}, nil
+	case map[string]any:
+		name, _ := v["type"].(string)
+		t, ok := route.ParseType(name)
+		if !ok {
+			return route.Segment{}, fmt.Errorf("unknown wildcard type %q", name)
+		}
+		return route.Segment{Wild: t}, nil
+	}
+	return route.Segment{}, errors.New("template segment is neither a string nor a wildcard")
 }

@@ -885,7 +885,7 @@ func (s *Spec) before(method string, op *Operation, r route.Route) (taken []rout
 // common.
 func (op *Operation) within(r route.Route, out []route.Route) []route.Route {
 	// Most operations of a shape meet a route nowhere: find out before
-	// copying anything.
+	// copying anything. Past this, every position meets.
 	if !op.meets(r) {
 		return out
 	}
@@ -894,38 +894,21 @@ func (op *Operation) within(r route.Route, out []route.Route) []route.Route {
 	for i := range op.Segments {
 		s, want := &op.Segments[i], r[i]
 		if want.Wild == 0 {
-			if !s.Matches(want.Lit) {
-				return out[:at]
-			}
 			continue
 		}
 		switch s.Kind {
 		case Literal:
-			if !want.Wild.Matches(s.Lit) {
-				return out[:at]
-			}
 			for k := at; k < len(out); k++ {
 				out[k][i] = route.Segment{Lit: s.Lit}
 			}
 		case Wildcard:
-			if !route.Meet(want.Wild, s.Type) {
-				return out[:at]
-			}
 			if !route.Within(want.Wild, s.Type) {
 				for k := at; k < len(out); k++ {
 					out[k][i] = route.Segment{Wild: s.Type}
 				}
 			}
 		case Enum:
-			var values []string
-			for _, v := range s.Values {
-				if want.Wild.Matches(v) {
-					values = append(values, v)
-				}
-			}
-			if len(values) == 0 {
-				return out[:at]
-			}
+			values := slices.DeleteFunc(slices.Clone(s.Values), func(v string) bool { return !want.Wild.Matches(v) })
 			// Each route so far, once per value.
 			n := len(out)
 			for _, v := range values[1:] {
