@@ -311,15 +311,14 @@ func (b *batch) observe(span ptrace.Span, now time.Time) (aggregate.Record, reas
 	if wild {
 		values = aggregate.ValueBit(route.TrimQuery(path))
 	}
-	rec := aggregate.Record{
+	return aggregate.Record{
 		Key: aggregate.Key{Destination: dst, Source: src, Method: method, Route: b.keep(b.key)},
 		Stats: aggregate.Stats{
 			Count: 1, FirstSeen: seen, LastSeen: seen,
 			Buckets: 1 << (uint64(seen.UnixNano()/int64(x.bucket)) % 64),
 			Values:  values, Origin: uint8(origin),
 		},
-	}
-	return rec, learned
+	}, learned
 }
 
 // rpcEvidence is what a span says about the RPC it carries: whether it is

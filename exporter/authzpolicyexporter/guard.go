@@ -73,21 +73,8 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		byGroup[gr] = append(byGroup[gr], r)
 		present[routeAt{gr, routeHash(seed, r.Route)}] = r.Route
 	}
-	published := len(g.published)
-	var ops, removedOps map[string]bool
-	if g.operation != nil {
-		ops, removedOps = map[string]bool{}, map[string]bool{}
-	}
+	var removed []render.Rule
 	for _, r := range g.published {
-		op, isOp := "", false
-		if ops != nil {
-			if op, isOp = g.operation(r); isOp {
-				if ops[op] {
-					published--
-				}
-				ops[op] = true
-			}
-		}
 		gr := group{r.Destination, r.Source, r.Method}
 		if p, ok := present[routeAt{gr, routeHash(seed, r.Route)}]; ok && slices.Equal(p, r.Route) {
 			continue
@@ -95,13 +82,11 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		if g.expired[gr] || covered(byGroup[gr], r.Route) || explained(r) {
 			continue
 		}
-		if isOp {
-			if removedOps[op] {
-				continue
-			}
-			removedOps[op] = true
-		}
-		unexplained++
+		removed = append(removed, r)
+	}
+	unexplained, published := len(removed), len(g.published)
+	if unexplained > 0 && g.operation != nil {
+		unexplained, published = g.accesses(removed), g.accesses(g.published)
 	}
 	if float64(unexplained) <= g.maxShrink*float64(published) {
 		g.heldSince = time.Time{}
@@ -111,6 +96,21 @@ func (g *shrinkGuard) check(next []render.Rule, now time.Time, explained func(re
 		g.heldSince = now
 	}
 	return unexplained, now.Sub(g.heldSince) < g.window
+}
+
+// accesses counts rules with the routes of one operation as one.
+func (g *shrinkGuard) accesses(rules []render.Rule) int {
+	n := len(rules)
+	ops := map[string]bool{}
+	for _, r := range rules {
+		if op, ok := g.operation(r); ok {
+			if ops[op] {
+				n--
+			}
+			ops[op] = true
+		}
+	}
+	return n
 }
 
 // routeAt is a route of a group, by hash.

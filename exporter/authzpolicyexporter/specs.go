@@ -1,7 +1,6 @@
 package authzpolicyexporter // import "github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter"
 
 import (
-	"fmt"
 	"sync/atomic"
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/reload"
@@ -41,12 +40,7 @@ func openSpec(callee spiffeid.Pattern, path string, strict bool) (*specEntry, er
 }
 
 // parseSpec is openapi.Load for content already read.
-func parseSpec(path string, data []byte) (*openapi.Spec, error) {
-	if len(data) > openapi.MaxSpecBytes {
-		return nil, fmt.Errorf("openapi spec %s: %w: larger than %d bytes", path, openapi.ErrUnreadable, openapi.MaxSpecBytes)
-	}
-	return openapi.Parse(data, path)
-}
+func parseSpec(path string, data []byte) (*openapi.Spec, error) { return openapi.Parse(data, path) }
 
 // find returns the entry for callee dst, nil for none.
 func (s *specSet) find(dst string) *specEntry {

@@ -316,9 +316,6 @@ func Load(file string) (*Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("openapi spec %s: %w: %w", file, ErrUnreadable, unwrapPathError(err))
 	}
-	if len(data) > MaxSpecBytes {
-		return nil, fmt.Errorf("openapi spec %s: %w: larger than %d bytes", file, ErrUnreadable, MaxSpecBytes)
-	}
 	return Parse(data, file)
 }
 
@@ -332,8 +329,12 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// Parse reads a spec from data; name is what errors call it.
+// Parse reads a spec from data, at most MaxSpecBytes; name is what errors
+// call it.
 func Parse(data []byte, name string) (*Spec, error) {
+	if len(data) > MaxSpecBytes {
+		return nil, fmt.Errorf("openapi spec %s: %w: larger than %d bytes", name, ErrUnreadable, MaxSpecBytes)
+	}
 	s, err := parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("openapi spec %s: %w", name, err)
