@@ -169,6 +169,9 @@ func (e *authzExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
+	if e.replicas != nil {
+		e.replicas.output = p
+	}
 	if e.cfg.Serve.enabled() {
 		e.server = serve.New(e.cfg.Serve.MaxWaiting, e.cfg.Serve.WriteTimeout)
 		e.server.Observe = func(o serve.Outcome) {

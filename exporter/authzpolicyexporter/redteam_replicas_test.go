@@ -182,7 +182,7 @@ func TestRedteamHoldsFollowerWritesOnlyItsShard(t *testing.T) {
 	a := replicaAt(t, shared, "replica-a", &now, nil)
 	b := replicaAt(t, shared, "replica-b", &now, nil)
 	w := &writes{Publisher: b.publisher}
-	b.publisher = w
+	b.publisher, b.replicas.output = w, w // its publications and its shard
 	for i := 0; i < 25; i++ {
 		now = now.Add(30 * time.Second)
 		consume(t, a, spansAt(now, balances, frontend, fmt.Sprintf("/balances/%d", i)))
@@ -295,10 +295,10 @@ func TestRedteamResumeReadErrorOverwritesOwnShard(t *testing.T) {
 	b2 := replicaAt(t, shared, "replica-b", &now, noGeneralization)
 	b2.agg = aggregate.New(aggregate.Limits{Entries: b2.cfg.MaxEntries, PerCaller: b2.cfg.MaxEntriesPerCaller, PerSource: b2.cfg.MaxEntriesPerSource})
 	b2.learnedAny.Store(false)
-	real := b2.publisher
-	b2.publisher = &failingReads{Publisher: real, fail: func(key string) bool { return key == b2.replicas.key }}
+	real := b2.replicas.output
+	b2.replicas.output = &failingReads{Publisher: real, fail: func(key string) bool { return key == b2.replicas.key }}
 	require.Error(t, b2.resumeShard(rtCtx), "start logs this and goes on empty")
-	b2.publisher = real // the store recovers
+	b2.replicas.output = real // the store recovers
 
 	flushAll(t, b2, a)
 	data, err := os.ReadFile(filepath.Join(shared, "shards", "replica-b.json"))
@@ -323,8 +323,8 @@ func TestRedteamReadErrorOnFirstReadPublishesLess(t *testing.T) {
 
 	now = now.Add(time.Minute)
 	a2 := replicaAt(t, shared, "replica-a", &now, noGeneralization)
-	real := a2.publisher
-	a2.publisher = &failingReads{Publisher: real, fail: func(key string) bool { return key == b.replicas.key }}
+	real := a2.replicas.output
+	a2.replicas.output = &failingReads{Publisher: real, fail: func(key string) bool { return key == b.replicas.key }}
 	flushAll(t, b, a2)
 	assert.True(t, allowed(t, shared, balances, frontend, "/balances/1"),
 		"a transient read error removed a live replica's access from the policy")

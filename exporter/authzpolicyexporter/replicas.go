@@ -43,6 +43,9 @@ type replicas struct {
 	// found absent): until then it writes no shard, which would replace
 	// the one it has not read yet.
 	resumed bool
+	// output is where the shards are, the output without the bundle
+	// server: a shard is this replica's state, no publication to serve.
+	output publish.Publisher
 	// mirror hands the callees' objects of the bundle in place to this
 	// replica's bundle server while another publishes, as that one
 	// writes them; nil without serve or per_callee.
@@ -95,11 +98,11 @@ func (e *authzExporter) syncShards(ctx context.Context, snapshot []aggregate.Rec
 	own := shard.Shard{Replica: r.id, Written: now, Records: snapshot, Callees: callees}
 	data := shard.Encode(own)
 	sum := sha256.Sum256(data)
-	if _, err := e.publisher.PublishObject(ctx, r.key, hex.EncodeToString(sum[:16]), data); err != nil {
+	if _, err := r.output.PublishObject(ctx, r.key, hex.EncodeToString(sum[:16]), data); err != nil {
 		return merged{}, fmt.Errorf("writing this replica's shard: %w", err)
 	}
 	e.shardOutcome(ctx, "written", 1)
-	keys, err := e.publisher.ListObjects(ctx, shard.Prefix)
+	keys, err := r.output.ListObjects(ctx, shard.Prefix)
 	if err != nil {
 		return merged{}, fmt.Errorf("listing the shards: %w", err)
 	}
@@ -184,7 +187,7 @@ func (e *authzExporter) readShard(ctx context.Context, key string) (readShard, e
 	if err != nil {
 		return readShard{}, &refusedShard{fmt.Errorf("%w: %w", shard.ErrForeign, err)}
 	}
-	data, err := e.publisher.ReadObject(ctx, key, maxShardBytes)
+	data, err := e.replicas.output.ReadObject(ctx, key, maxShardBytes)
 	switch {
 	case errors.Is(err, publish.ErrTooLarge):
 		return readShard{}, &refusedShard{fmt.Errorf("%w: %w", shard.ErrTooLarge, err)}
@@ -229,7 +232,7 @@ func (e *authzExporter) deleteGoneShards(ctx context.Context, others []shard.Sha
 			}
 		}
 		key, _ := shard.Key(s.Replica)
-		if err := e.publisher.DeleteObject(ctx, key); err != nil {
+		if err := e.replicas.output.DeleteObject(ctx, key); err != nil {
 			e.logger.Warn("Deleting the shard of a replica gone and expired failed; the next flush tries again", zap.String("replica", s.Replica), zap.Error(err))
 			continue
 		}
@@ -242,7 +245,7 @@ func (e *authzExporter) deleteGoneShards(ctx context.Context, others []shard.Sha
 // shard, for a replica started again without its volume.
 func (e *authzExporter) resumeShard(ctx context.Context) error {
 	r := e.replicas
-	data, err := e.publisher.ReadObject(ctx, r.key, maxShardBytes)
+	data, err := r.output.ReadObject(ctx, r.key, maxShardBytes)
 	if err != nil && !errors.Is(err, publish.ErrTooLarge) {
 		r.resumed = false
 		return err // tried again at the next flush

@@ -3,6 +3,8 @@ package authzpolicyexporter
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -173,4 +175,24 @@ func TestReplicasKeepTheLastGoodShard(t *testing.T) {
 	require.NoError(t, a.flush(context.Background()))
 	assert.True(t, readBundle(t, shared).Allowed(seen), "the damaged shard's access is gone")
 	assert.Equal(t, "corrupt", a.replicas.skipped["shards/replica-b.json"])
+}
+
+// A shard is a replica's state, no publication: its bundle server never
+// hands it out, though the shard is written to the output it serves.
+func TestBundleServerServesNoShard(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	shared := t.TempDir()
+	a := replicaAt(t, shared, "replica-a", &now, func(c *Config) { c.Serve.NetAddr.Endpoint = "127.0.0.1:0" })
+	consume(t, a, spansAt(now, balances, frontend, "/balances/1"))
+	flushAll(t, a)
+	key, err := shard.Key("replica-a")
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(shared, filepath.FromSlash(key)))
+	require.NoError(t, err, "the shard is written")
+	w := httptest.NewRecorder()
+	a.server.ServeHTTP(w, httptest.NewRequest("GET", "/"+key, nil))
+	assert.Equal(t, http.StatusNotFound, w.Code)
+	w = httptest.NewRecorder()
+	a.server.ServeHTTP(w, httptest.NewRequest("GET", "/bundle.tar.gz", nil))
+	assert.Equal(t, http.StatusOK, w.Code)
 }
