@@ -42,15 +42,6 @@ func modeNames(modes map[string]lifecycle.Mode) map[string]string {
 	return out
 }
 
-// changesFile and pageFile, the change log and the review page, are at the
-// top of the unpacked directory; evidenceFile sits beside each callee's
-// data.json.
-const (
-	changesFile  = "changes.json"
-	pageFile     = "index.html"
-	evidenceFile = "evidence.json"
-)
-
 // pageModes is each callee's mode for the review page, with the end of its
 // learning or relearning period.
 func pageModes(statuses map[string]lifecycle.Status) map[string]review.ModeInfo {
@@ -101,11 +92,11 @@ func (e *authzExporter) review(b *render.Bundle, statuses map[string]lifecycle.S
 		return next, summary, nil
 	}
 	files := map[string][]byte{
-		changesFile: changes.Encode(),
-		pageFile:    review.Page(review.PageInput{Revision: b.Revision, Rules: next, Modes: pageModes(statuses), Changes: &changes, Replicas: e.merged}),
+		review.ChangesFile: changes.Encode(),
+		review.PageFile:    review.Page(review.PageInput{Revision: b.Revision, Rules: next, Modes: pageModes(statuses), Changes: &changes, Replicas: e.merged}),
 	}
 	for callee, evidence := range review.Evidence(next) {
-		files[render.CalleeDir(callee)+"/"+evidenceFile] = evidence
+		files[render.CalleeDir(callee)+"/"+review.EvidenceFile] = evidence
 	}
 	return next, summary, b.AddReview(files, e.signing)
 }

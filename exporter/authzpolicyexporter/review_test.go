@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/review"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
@@ -23,7 +24,7 @@ func TestReviewPageWritten(t *testing.T) {
 	// quote, <, >, a space); these it learns, and the page shows as text.
 	refused, quote, entity := `/x/"><img src=x onerror=alert(1)>`, `/x/'onmouseover='alert(1)`, `/q/a&amp;b`
 	r.at(0, calleeSpans(balances, frontend, "", "/balances/summary", refused, quote, entity))
-	page, err := os.ReadFile(filepath.Join(unpacked, pageFile))
+	page, err := os.ReadFile(filepath.Join(unpacked, review.PageFile))
 	require.NoError(t, err)
 	s := string(page)
 	assert.True(t, strings.HasPrefix(s, "<!DOCTYPE html>"))
@@ -39,7 +40,7 @@ func TestReviewPageWritten(t *testing.T) {
 
 	// Once the period is over, the next publication says so.
 	r.at(2*time.Hour, calleeSpans(balances, frontend, "", "/balances/summary"))
-	page, err = os.ReadFile(filepath.Join(unpacked, pageFile))
+	page, err = os.ReadFile(filepath.Join(unpacked, review.PageFile))
 	require.NoError(t, err)
 	assert.Contains(t, string(page), "enforced")
 	assert.Contains(t, string(page), "mode audit → enforce")

@@ -27,6 +27,7 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadatatest"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/render"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/review"
 	"github.com/otelcol-authz/otelcol-authz/internal/opatest"
 )
 
@@ -290,11 +291,11 @@ deny:
 	var changes struct {
 		Added []struct{ Route, Origin string } `json:"added"`
 	}
-	raw, err := os.ReadFile(filepath.Join(unpacked, changesFile))
+	raw, err := os.ReadFile(filepath.Join(unpacked, review.ChangesFile))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(raw, &changes))
 	assert.Contains(t, changes.Added, struct{ Route, Origin string }{"/healthz", "operator"})
-	assert.FileExists(t, filepath.Join(unpacked, render.CalleeDir(balances), evidenceFile))
+	assert.FileExists(t, filepath.Join(unpacked, render.CalleeDir(balances), review.EvidenceFile))
 	opatest.ReadDir(t, unpacked) // still exactly a bundle
 
 	// A new content is taken up when two flushes in a row read it.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/metadata"
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/publish"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/review"
 )
 
 // writeRSAKey writes a new RSA private key and returns its file and the
@@ -64,7 +65,7 @@ func TestSignedBundles(t *testing.T) {
 	assert.Equal(t, e.lastRevision, b.Manifest.Revision)
 
 	assert.FileExists(t, filepath.Join(unpacked, ".signatures.json"))
-	assert.FileExists(t, filepath.Join(unpacked, changesFile), "review files are signed too")
+	assert.FileExists(t, filepath.Join(unpacked, review.ChangesFile), "review files are signed too")
 	d, err := loader.NewFileLoader().WithBundleVerificationConfig(vc).AsBundle(unpacked)
 	require.NoError(t, err)
 	assert.Equal(t, e.lastRevision, d.Manifest.Revision)

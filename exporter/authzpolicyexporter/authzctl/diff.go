@@ -10,11 +10,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
-)
 
-// unseenMode stands for the mode of a callee on the side it is absent
-// from, as in changes.json.
-const unseenMode = "unseen"
+	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/review"
+)
 
 // difference is what diff finds; --json prints it as it is.
 type difference struct {
@@ -157,7 +155,7 @@ func modeOf(l *loaded, callee string) string {
 	if m, ok := l.published.Modes[callee]; ok {
 		return string(m)
 	}
-	return unseenMode
+	return review.ModeUnseen
 }
 
 // operatorChanges compares the operator rules of both bundles by their

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -191,11 +190,7 @@ func (e *env) explainInput(file, callee, caller, method, path string, xfcc bool,
 		if file == "-" {
 			data, err = publish.ReadLimited(e.stdin, "stdin", maxInput)
 		} else {
-			var f *os.File
-			if f, err = os.Open(file); err == nil {
-				data, err = publish.ReadLimited(f, file, maxInput)
-				f.Close()
-			}
+			data, err = readFile(file, maxInput)
 		}
 		if err != nil {
 			return nil, request{}, err
@@ -588,7 +583,7 @@ func nearest(segs []string, routes []route.Route, n int) []candidate {
 		first := -1
 		typesOnly := c.sameLen
 		for i := range min(len(rt), len(segs)) {
-			if segMatches(rt[i], segs[i]) {
+			if rt[i].Matches(segs[i]) {
 				c.matching++
 				if first < 0 {
 					c.prefix++
@@ -636,13 +631,6 @@ func nearest(segs []string, routes []route.Route, n int) []candidate {
 		)
 	})
 	return cs[:min(n, len(cs))]
-}
-
-func segMatches(s route.Segment, v string) bool {
-	if s.Wild != 0 {
-		return s.Wild.Matches(v)
-	}
-	return s.Lit == v
 }
 
 func cmpBool(a, b bool) int {

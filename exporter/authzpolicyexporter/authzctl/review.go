@@ -12,13 +12,6 @@ import (
 	"github.com/otelcol-authz/otelcol-authz/exporter/authzpolicyexporter/internal/review"
 )
 
-// The review directory's files (output.unpacked_dir): evidence.json beside
-// each callee's data.json, changes.json at the top.
-const (
-	evidenceFile = "evidence.json"
-	changesFile  = "changes.json"
-)
-
 // reviewDir is a review directory; "" for none, which has no evidence.
 type reviewDir string
 
@@ -26,14 +19,14 @@ type reviewDir string
 // has no evidence.json for it.
 func (d reviewDir) evidence(callee string) ([]review.EvidenceEntry, error) {
 	var out []review.EvidenceEntry
-	err := d.read(filepath.Join(filepath.FromSlash(render.CalleeDir(callee)), evidenceFile), &out)
+	err := d.read(filepath.Join(filepath.FromSlash(render.CalleeDir(callee)), review.EvidenceFile), &out)
 	return out, err
 }
 
 // changes returns the directory's changes.json, nil when it has none.
 func (d reviewDir) changes() (*review.ChangeLog, error) {
 	var c *review.ChangeLog
-	err := d.read(changesFile, &c)
+	err := d.read(review.ChangesFile, &c)
 	return c, err
 }
 
@@ -43,7 +36,7 @@ func (d reviewDir) rules(callee string) ([]review.Rule, bool, error) {
 	if d == "" {
 		return nil, false, nil
 	}
-	name := filepath.Join(string(d), filepath.FromSlash(render.CalleeDir(callee)), evidenceFile)
+	name := filepath.Join(string(d), filepath.FromSlash(render.CalleeDir(callee)), review.EvidenceFile)
 	data, err := os.ReadFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil

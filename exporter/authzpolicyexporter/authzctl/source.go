@@ -85,7 +85,7 @@ func (e *env) load(src string) (*loaded, error) {
 			}
 		}
 		if b == nil {
-			if tarball, err = readFile(src); err != nil {
+			if tarball, err = readFile(src, maxBundle); err != nil {
 				return nil, err
 			}
 		}
@@ -131,13 +131,14 @@ func (e *env) verification() (*bundle.VerificationConfig, error) {
 	return bundle.NewVerificationConfig(map[string]*bundle.KeyConfig{e.verificationKeyID: cfg}, e.verificationKeyID, "", nil), nil
 }
 
-func readFile(name string) ([]byte, error) {
+// readFile reads at most limit bytes of file name.
+func readFile(name string, limit int64) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return publish.ReadLimited(f, name, maxBundle)
+	return publish.ReadLimited(f, name, limit)
 }
 
 // fetchOutput reads bundle.tar.gz of an output URL, with the store's own

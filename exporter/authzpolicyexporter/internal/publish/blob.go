@@ -152,7 +152,7 @@ func (p *Blob) prune(ctx context.Context) error {
 		return strings.Compare(a.Key, b.Key)
 	})
 	for _, obj := range objs[min(p.keep, len(objs)):] {
-		if err := p.bucket.Delete(ctx, obj.Key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		if err := p.DeleteObject(ctx, obj.Key); err != nil {
 			return err
 		}
 	}

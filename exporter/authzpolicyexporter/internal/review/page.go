@@ -209,6 +209,11 @@ func anchor(prefix, s string) string {
 	return prefix + hex.EncodeToString(h[:8])
 }
 
+// modeWords say a mode class in the counts of a page or a group node.
+var modeWords = map[string]string{
+	classLearning: "learning", classAudit: "audit", classEnforce: "enforced", classNone: "no mode",
+}
+
 // modeText and modeClass say a callee's mode in words and as a colour.
 func modeText(m ModeInfo, known bool) string {
 	switch {
@@ -361,9 +366,7 @@ func buildPage(in PageInput) pageView {
 		m, ok := in.Modes[id]
 		modeCount[modeClass(m, ok)]++
 	}
-	v.ModeCounts = countsText(modeCount, map[string]string{
-		classLearning: "learning", classAudit: "audit", classEnforce: "enforced", classNone: "no mode",
-	})
+	v.ModeCounts = countsText(modeCount, modeWords)
 	if in.Changes != nil {
 		v.ModeChanges = len(log.Modes)
 		added, removed := map[string]int{}, map[string]int{}
@@ -613,9 +616,7 @@ func layout(ids map[string]identity, level int, modes map[string]ModeInfo, calle
 				label = n.members[0].groupLabel()
 				nv.Href = "#" + anchor("g-", n.key)
 			}
-			nv.Title = fmt.Sprintf("%s: %d identities; callees: %s", label, len(n.members), countsText(counts, map[string]string{
-				classLearning: "learning", classAudit: "audit", classEnforce: "enforced", classNone: "no mode",
-			}))
+			nv.Title = fmt.Sprintf("%s: %d identities; callees: %s", label, len(n.members), countsText(counts, modeWords))
 			if level == levelGroup {
 				label = n.members[0].group
 			}

@@ -25,6 +25,14 @@ const (
 	OriginOperator  = "operator"   // an allow rule of the overrides file
 )
 
+// The review files in the unpacked directory: the change log and the page
+// at its top, each callee's evidence beside its data.json.
+const (
+	ChangesFile  = "changes.json"
+	PageFile     = "index.html"
+	EvidenceFile = "evidence.json"
+)
+
 // Rule is one allow rule of a bundle with its evidence.
 type Rule struct {
 	Callee, Caller, Method string

@@ -49,17 +49,21 @@ func (r Route) HasWildcard() bool {
 	return false
 }
 
+// Matches reports whether s admits the raw segment v.
+func (s Segment) Matches(v string) bool {
+	if s.Wild != 0 {
+		return s.Wild.Matches(v)
+	}
+	return s.Lit == v
+}
+
 // Match reports whether r admits the raw segments segs.
 func (r Route) Match(segs []string) bool {
 	if len(r) != len(segs) {
 		return false
 	}
 	for i, s := range r {
-		if s.Wild != 0 {
-			if !s.Wild.Matches(segs[i]) {
-				return false
-			}
-		} else if s.Lit != segs[i] {
+		if !s.Matches(segs[i]) {
 			return false
 		}
 	}
