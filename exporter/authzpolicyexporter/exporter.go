@@ -467,6 +467,9 @@ func (e *authzExporter) flush(ctx context.Context) error {
 		e.logger.Info("Publishing recovered", zap.String("revision", b.Revision))
 	}
 	e.lastRevision = b.Revision
+	if e.replicas != nil {
+		e.replicas.mirrored = "" // its server holds this publication's objects
+	}
 	e.unreadable = false
 	e.guard.setPublished(b.Rules)
 	e.extract.specs.markPublished()

@@ -50,6 +50,10 @@ type replicas struct {
 	// replica's bundle server while another publishes, as that one
 	// writes them; nil without serve or per_callee.
 	mirror *publish.CalleePublisher
+	// mirrored is the revision whose callees' objects mirror last handed
+	// to the bundle server, "" once this replica published itself: the
+	// bundle in place is split again only when it changed.
+	mirrored string
 	// skipped are the shards skipped at the last reading, by key, with
 	// their reason: a skip is logged when it starts, not at every flush.
 	skipped map[string]string
@@ -286,14 +290,16 @@ func (e *authzExporter) follow(ctx context.Context) error {
 		return err
 	}
 	e.lastRevision = e.published.revision
-	if e.replicas.mirror == nil || e.inPlace == nil {
+	if e.replicas.mirror == nil || e.inPlace == nil || e.replicas.mirrored == e.published.revision {
 		return nil
 	}
 	b, err := render.Split(e.inPlace, e.signing)
 	if err != nil {
 		return err
 	}
-	_, err = e.replicas.mirror.Publish(ctx, b)
+	if _, err = e.replicas.mirror.Publish(ctx, b); err == nil {
+		e.replicas.mirrored = e.published.revision
+	}
 	return err
 }
 
