@@ -263,10 +263,8 @@ func (e *authzExporter) resumeShard(ctx context.Context) error {
 		e.logger.Error("This replica's own shard cannot be read; it starts empty (the others' shards and the shrink guard keep the policy)", zap.Error(err))
 		return nil
 	}
-	n, err := e.agg.RestoreState(aggregate.EncodeState(s.Records))
-	if err != nil {
-		return err
-	}
+	e.agg.Restore(s.Records)
+	n := len(s.Records)
 	if len(s.Callees) > 0 {
 		if _, err := e.life.RestoreState(s.Callees); err != nil {
 			return err

@@ -93,17 +93,34 @@ func (a *Aggregate) RestoreState(data []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	a.restore(restored)
+	return n, nil
+}
+
+// Restore adds records already decoded (a shard's), as RestoreState adds
+// those of an encoded state.
+func (a *Aggregate) Restore(recs []Record) {
+	restored := New(a.limits)
+	var dropped Dropped
+	for i := range recs {
+		restored.observe(&recs[i], &dropped)
+	}
+	a.restore(restored)
+}
+
+// restore adds what restored observed.
+func (a *Aggregate) restore(restored *Aggregate) {
+	var dropped Dropped
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.entries) == 0 {
 		// The usual restore, at start: what was decoded is the aggregate.
 		a.entries, a.perCaller, a.perSource, a.names = restored.entries, restored.perCaller, restored.perSource, restored.names
-		return n, nil
+		return
 	}
 	for k, e := range restored.entries {
 		a.observe(&Record{Key: k, Stats: e.stats()}, &dropped)
 	}
-	return n, nil
 }
 
 // readState calls f with each record of data, and fails when data cannot
