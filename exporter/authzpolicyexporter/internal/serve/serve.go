@@ -82,11 +82,11 @@ func (s *Server) Set(name, revision string, body []byte) {
 	defer s.mu.Unlock()
 	old := s.objects[name]
 	switch {
-	case old == nil:
+	case old == nil || old.etag != etag:
 		s.objects[name] = &object{body: body, etag: etag, next: make(chan struct{})}
-	case old.etag != etag:
-		s.objects[name] = &object{body: body, etag: etag, next: make(chan struct{})}
-		close(old.next)
+		if old != nil {
+			close(old.next)
+		}
 	case !bytes.Equal(old.body, body):
 		// The same revision signed again (another key): the new bytes,
 		// but nothing new to wake a waiting OPA for.
@@ -207,21 +207,23 @@ func (s *Server) observe(o Outcome) {
 	}
 }
 
-func notModified(w http.ResponseWriter, o *object, contentType string) Outcome {
+// headers are what a reply about object o says, answered or not.
+func headers(w http.ResponseWriter, o *object, contentType string) http.Header {
 	h := w.Header()
 	h.Set("ETag", o.etag)
 	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-cache")
+	return h
+}
+
+func notModified(w http.ResponseWriter, o *object, contentType string) Outcome {
+	headers(w, o, contentType)
 	w.WriteHeader(http.StatusNotModified)
 	return NotModified
 }
 
 func send(w http.ResponseWriter, r *http.Request, o *object, contentType string) {
-	h := w.Header()
-	h.Set("ETag", o.etag)
-	h.Set("Content-Type", contentType)
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Length", strconv.Itoa(len(o.body)))
+	headers(w, o, contentType).Set("Content-Length", strconv.Itoa(len(o.body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(o.body)
